@@ -1,0 +1,61 @@
+"""Shared fixtures: compose the real Hydra config with per-test output folders, and fast overrides."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# A few CPU steps at 32 px: enough to exercise every hook, fast enough for CI.
+FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2", "data.image_size=32", "data.batch_size=8", "callbacks.rich_progress_bar=null",
+        "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+
+
+def compose_config(output_dir: Path, *overrides: str) -> DictConfig:
+    """The composed config as ``python -m transferlab.run`` sees it, writing into ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(output_dir.parent)
+        cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir.parent / "outputs")
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """``make_cfg(*overrides, fast=True)`` -> composed config whose outputs go to ``tmp_path/run``."""
+
+    def _make(*overrides: str, fast: bool = True, run: str = "run") -> DictConfig:
+        return compose_config(tmp_path / run, *(FAST if fast else []), *overrides)
+
+    yield _make
+    GlobalHydra.instance().clear()
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m transferlab.run *args`` in ``cwd``, as a user would type it."""
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "transferlab.run", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def offline_torch_home(tmp_path, monkeypatch):
+    """An empty torch hub cache (no weights anywhere), as on a fresh machine without internet."""
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home

@@ -1,0 +1,230 @@
+"""Summarise a Hydra multirun folder: ``summary.csv``, ``summary.md`` and a heatmap / bar chart.
+
+    python -m transferlab.analysis.sweep_summary outputs/sweeps/<timestamp> [--metric test/acc] [--mode max]
+
+Each job folder (``<sweep>/<hydra.job.num>/``) holds ``.hydra/overrides.yaml`` and ``metrics.json``
+(written by ``transferlab.run``). Only ``summary.csv``, ``summary.md``, ``heatmap.png`` and ``bar.png``
+are ever written in the sweep folder; nothing else there is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+STATUS_RANK = {"completed": 0, "failed": 1, "missing": 2}
+
+
+def _job_key(path: Path) -> tuple:
+    return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
+
+
+def _value_key(value) -> tuple:
+    """Numeric values in numeric order, then strings; for plot axes."""
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def _read_job(job_dir: Path, metric: str) -> tuple[dict, dict]:
+    """``(overrides, row)`` for one job folder; never raises on a damaged job."""
+    overrides, row = {}, {"job": job_dir.name}
+    try:
+        for item in yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []:
+            key, sep, value = str(item).partition("=")
+            overrides[key.lstrip("+~")] = value if sep else "<deleted>"
+    except (OSError, yaml.YAMLError):
+        pass
+    try:
+        payload = json.loads((job_dir / "metrics.json").read_text())
+    except (OSError, ValueError) as err:
+        row["status"] = "missing"
+        if (job_dir / "metrics.json").exists():
+            row["error"] = f"unreadable metrics.json: {err}"
+        return overrides, row
+    row["status"] = str(payload.get("status", "missing"))
+    for key, value in (payload.get("metrics") or {}).items():
+        try:
+            row[key] = float(value)
+        except (TypeError, ValueError):
+            pass
+    if metric not in row and payload.get("monitor") == metric and payload.get("monitor_value") is not None:
+        row[metric] = float(payload["monitor_value"])
+    if payload.get("seconds") is not None:
+        row["seconds"] = float(payload["seconds"])
+    if payload.get("error"):
+        row["error"] = str(payload["error"])
+    return overrides, row
+
+
+def _sort_key(row: dict, metric: str, mode: str) -> tuple:
+    value = row.get(metric)
+    finite = isinstance(value, float) and math.isfinite(value)
+    rank = STATUS_RANK.get(row["status"], 1) if row["status"] != "completed" or finite else 0.5
+    return (rank, (-value if mode == "max" else value) if finite else 0.0)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A GitHub-flavoured markdown table of ``rows`` restricted to ``columns``."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _plot(path: Path, rows: list[dict], keys: list[str], metric: str, mode: str) -> None:
+    """``heatmap.png`` (two keys) or ``bar.png`` (one key) of ``metric``: best value per cell, Agg only."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    pick = max if mode == "max" else min
+    cells: dict[tuple, float] = {}
+    for row in rows:
+        value = row.get(metric)
+        if row["status"] == "completed" and isinstance(value, float) and math.isfinite(value):
+            cell = tuple(row.get(k, "") for k in keys)
+            cells[cell] = pick(cells.get(cell, value), value)
+    axes_values = [sorted({row.get(k, "") for row in rows}, key=_value_key) for k in keys]
+    fig = Figure(figsize=(max(4.0, 1.2 * len(axes_values[-1]) + 2), 3.5 if len(keys) == 1 else
+                          max(3.0, 0.8 * len(axes_values[0]) + 1.5)), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if len(keys) == 1:
+        xs = axes_values[0]
+        heights = [cells.get((x,), math.nan) for x in xs]
+        bars = ax.bar(range(len(xs)), [0.0 if math.isnan(h) else h for h in heights], color="tab:blue")
+        ax.bar_label(bars, labels=["n/a" if math.isnan(h) else f"{h:.4g}" for h in heights])
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+        ax.set_xlabel(keys[0])
+        ax.set_ylabel(metric)
+    else:
+        ys, xs = axes_values
+        grid = [[cells.get((y, x), math.nan) for x in xs] for y in ys]
+        image = ax.imshow(grid, cmap="viridis", aspect="auto")
+        fig.colorbar(image, ax=ax, label=metric)
+        low, high = image.get_clim()
+        for i, line in enumerate(grid):
+            for j, value in enumerate(line):
+                dark = not math.isnan(value) and (value - low) < 0.5 * ((high - low) or 1.0)
+                ax.text(j, i, "n/a" if math.isnan(value) else f"{value:.4g}", ha="center", va="center",
+                        color="white" if dark else "black")
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+        ax.set_yticks(range(len(ys)), [str(y) for y in ys])
+        ax.set_xlabel(keys[1])
+        ax.set_ylabel(keys[0])
+    ax.set_title(f"{metric} by {' x '.join(keys)} ({mode})")
+    fig.savefig(path, dpi=100)
+
+
+def summarize(sweep_dir: str | Path, metric: str = "test/acc", mode: str = "max", echo: bool = True) -> list[dict]:
+    """Collect every job of a sweep into one table, sorted by ``metric``, and write it next to the jobs.
+
+    Args:
+        sweep_dir: The multirun folder (``hydra.sweep.dir``) whose direct subfolders are jobs.
+        metric: Metric to sort and plot by (a key of ``metrics.json``'s ``metrics``).
+        mode: ``"max"`` or ``"min"``: which end of ``metric`` is best.
+        echo: Print the markdown table.
+
+    Returns:
+        One dict per job, best first (failed, then missing, last): ``job``, one column per overridden
+        key (value strings), ``status``, the final metrics (floats), ``seconds`` and ``error`` if any.
+
+    Raises:
+        ValueError: ``mode`` is neither ``"max"`` nor ``"min"``.
+        FileNotFoundError: ``sweep_dir`` is not a folder.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    sweep = Path(sweep_dir)
+    if not sweep.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {sweep}")
+    jobs = sorted((p for p in sweep.iterdir() if p.is_dir() and ((p / ".hydra" / "overrides.yaml").is_file()
+                                                                  or (p / "metrics.json").is_file())), key=_job_key)
+    if not jobs:
+        log.warning("No job folders in %s; nothing to summarise", sweep)
+        return []
+    parsed = [_read_job(job, metric) for job in jobs]
+    keys = list(dict.fromkeys(k for overrides, _ in parsed for k in overrides))
+    rows = [{"job": row["job"], **{k: overrides.get(k, "") for k in keys}, **row} for overrides, row in parsed]
+    rows.sort(key=lambda row: _sort_key(row, metric, mode))
+    metric_cols = sorted({k for row in rows for k in row} - {"job", "status", "seconds", "error", *keys})
+    columns = ["job", *keys, "status", *metric_cols, "seconds"] + (["error"] if any("error" in r for r in rows) else [])
+    with open(sweep / "summary.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = markdown_table(rows, columns)
+    (sweep / "summary.md").write_text(f"# Sweep summary: {sweep.name}\n\nSorted by `{metric}` ({mode}).\n\n{table}\n")
+    varying = [k for k in keys if len({row[k] for row in rows}) > 1]
+    if len(varying) in (1, 2):
+        _plot(sweep / ("bar.png" if len(varying) == 1 else "heatmap.png"), rows, varying, metric, mode)
+    if echo:
+        print(table)
+    return rows
+
+
+class SweepSummary(Callback):
+    """Hydra callback: summarise the sweep folder when a multirun ends (see ``summarize``).
+
+    Hydra 1.3 calls ``on_multirun_end`` with the composed config, in which ``hydra.sweep.dir`` resolves
+    to the folder the jobs were written to (``${now:...}`` is a cached resolver, so it yields the same
+    timestamp as when the sweeper created the folder). It is only called when ``sweeper.sweep`` returns:
+    the BasicSweeper re-raises the first failed job's exception after each batch, which skips
+    ``on_multirun_end``. ``transferlab.run`` returns NaN for jobs failing with a TransferlabError, so those
+    sweeps are summarised; any other job exception aborts the sweep before this hook (re-run by hand
+    with the CLI). Hydra also wraps callbacks in try/except (a warning), but this one never raises anyway.
+    """
+
+    def __init__(self, metric: str = "test/acc", mode: str = "max") -> None:
+        self.metric, self.mode = metric, mode
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """Write summary.csv / summary.md / heatmap.png in ``config.hydra.sweep.dir`` and print the table."""
+        try:
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+            rows = summarize(sweep_dir, self.metric, self.mode)
+            if rows:
+                best = rows[0]
+                log.info("Sweep summary of %d jobs in %s (best by %s: job %s = %s)", len(rows), sweep_dir,
+                         self.metric, best["job"], _fmt(best.get(self.metric)))
+        except Exception as err:  # a summary failure must never hide the sweep's own results
+            log.warning("Sweep summary failed: %s: %s", type(err).__name__, (str(err).strip().splitlines() or [""])[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m transferlab.analysis.sweep_summary",
+                                     description="Summarise a Hydra multirun folder into tables and a plot.")
+    parser.add_argument("sweep_dir", type=Path, help="multirun folder, e.g. outputs/sweeps/<timestamp>")
+    parser.add_argument("--metric", default="test/acc", help="metric to sort and plot by (default: test/acc)")
+    parser.add_argument("--mode", default="max", choices=["max", "min"], help="which end is best (default: max)")
+    args = parser.parse_args(argv)
+    try:
+        rows = summarize(args.sweep_dir, args.metric, args.mode)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"error: no job folders in {args.sweep_dir}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Hydra entry point: compose -> seed -> instantiate -> fit -> test -> metrics.json.
+
+    python -m transferlab.run                                   # efficientnet_lite0 fine-tuned on digits
+    python -m transferlab.run model=resnet50 strategy=linear_probe data=imagefolder data.root=/data/ct
+    python -m transferlab.run -m strategy.freeze_depth=0,2,4 optimizer.lr=1e-2,1e-3
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.errors import TransferlabError
+
+
+def user_error(err: BaseException) -> TransferlabError | None:
+    """The TransferlabError behind ``err`` (Hydra wraps errors raised inside instantiated targets), if any."""
+    while err is not None:
+        if isinstance(err, TransferlabError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def instantiate(cfg: DictConfig, **kwargs):
+    """``hydra.utils.instantiate`` with plain containers (checkpoint-safe hparams) and unwrapped user errors.
+
+    Python objects in ``kwargs`` (backbone, data config) are passed as they are, never converted.
+    """
+    try:
+        target = hydra.utils.instantiate(cfg, _convert_="all", **({"_partial_": True} if kwargs else {}))
+    except InstantiationException as err:
+        raise user_error(err) or err from None
+    return target(**kwargs) if kwargs else target
+
+
+def check_resume(path: str | None) -> str | None:
+    """``path`` when it is a readable checkpoint; a missing or truncated file is an error, not a fresh start."""
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise TransferlabError(f"resume={path}: no such checkpoint (look in <run dir>/checkpoints/last.ckpt)")
+    try:
+        torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # truncated, not a checkpoint, or carrying a pickle payload
+        raise TransferlabError(f"resume={path}: unreadable checkpoint ({type(err).__name__}); "
+                               "resume from another one, e.g. the best checkpoint") from None
+    return str(file)
+
+
+def final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if v.numel() == 1}
+
+
+def write_metrics(output_dir: Path, payload: dict) -> None:
+    """Write ``metrics.json`` atomically, so a crash never leaves half a file."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(output_dir / "metrics.json")
+
+
+def build(cfg: DictConfig):
+    """Instantiate the backbone, DataModule, strategy module, callbacks, loggers and Trainer from ``cfg``."""
+    backbone = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, data_config=backbone.data_config, seed=cfg.seed)
+    module = instantiate(cfg.strategy, backbone=backbone, num_classes=datamodule.num_classes,
+                         optimizer=instantiate(cfg.optimizer),
+                         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_cfg.pop("channels_last", False):
+        module = module.to(memory_format=torch.channels_last)
+        module.channels_last = True
+    compile_model = trainer_cfg.pop("compile", False)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if not loggers:  # nothing to log learning rates to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = instantiate(OmegaConf.create(trainer_cfg), callbacks=callbacks, logger=loggers or False)
+    return backbone, datamodule, torch.compile(module) if compile_model else module, trainer
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one experiment described by ``cfg``; return the monitored metric (for Hydra sweepers).
+
+    Writes ``metrics.json`` in ``cfg.paths.output_dir`` whether the run completes or fails.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    start = time.perf_counter()
+    payload = {"status": "failed", "monitor": cfg.monitor}
+    try:
+        if cfg.seed is not None:  # seed 0 is a seed
+            L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        _, datamodule, module, trainer = build(cfg)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(cfg.get("resume")))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        validated = final_metrics(trainer)
+        if cfg.get("test", True):
+            trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
+        metrics = {**validated, **final_metrics(trainer)}
+        payload.update(status="completed", metrics=metrics, best_model_path=best,
+                       monitor_value=metrics.get(cfg.monitor, math.nan))
+        for logger in trainer.loggers:
+            logger.log_hyperparams(flat_config(cfg), {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()
+                                                      if k.startswith(("test/", "val/acc_best"))})
+        return payload["monitor_value"]
+    except BaseException as err:
+        payload["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        raise
+    finally:
+        payload["seconds"] = round(time.perf_counter() - start, 2)
+        write_metrics(output_dir, payload)
+
+
+def flat_config(cfg: DictConfig) -> dict:
+    """The resolved config as ``{"group.key": scalar}`` for TensorBoard's hparams table."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    flat = {}
+
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif not str(key).startswith("_"):
+                flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk({k: v for k, v in plain.items() if k not in ("hydra", "paths", "callbacks", "logger")})
+    return flat
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)
+    except Exception as err:
+        problem = user_error(err)
+        if problem is None:
+            raise
+        print(f"transferlab: error: {problem}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return math.nan  # this job failed (see its metrics.json); the sweep goes on
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""Strategies: one LightningModule each, on the shared ``TransferModule`` base."""
+
+from transferlab.strategies.base import TransferModule
+from transferlab.strategies.finetune import Finetune
+from transferlab.strategies.linear_probe import LinearProbe
+
+__all__ = ["Finetune", "LinearProbe", "TransferModule"]

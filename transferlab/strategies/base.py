@@ -1,0 +1,193 @@
+"""The shared LightningModule: backbone + classifier head, loss, metrics, optimizer groups, checkpoint extras."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from transferlab.backbones import Backbone
+from transferlab.errors import TransferlabError
+from transferlab.heads import build_head
+from transferlab.optim import check_positive, make_groups, stage_lrs
+
+
+class TransferModule(L.LightningModule):
+    """A pretrained backbone with a new head, trained with cross-entropy.
+
+    Subclasses decide which stages train (``frozen_depth``) and may add losses; the loop, metrics and
+    parameter groups live here once.
+
+    Args:
+        backbone: the feature extractor.
+        num_classes: classes of the target task (taken from the DataModule by ``transferlab.run``).
+        optimizer: partial optimizer (e.g. ``functools.partial(torch.optim.AdamW, lr=1e-3)``), called with groups.
+        scheduler: partial of a ``transferlab.optim`` schedule builder, or None.
+        head_hidden: widths of MLP hidden layers; empty for a linear head.
+        head_dropout: dropout in the head.
+        label_smoothing: cross-entropy label smoothing.
+        backbone_lr_mult: backbone lr = ``lr * backbone_lr_mult``.
+        layer_decay: each stage below the top gets this factor once more (1.0 = off).
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
+                 head_hidden: Sequence[int] = (), head_dropout: float = 0.0, label_smoothing: float = 0.0,
+                 backbone_lr_mult: float = 1.0, layer_decay: float = 1.0):
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        self.backbone = backbone
+        self.head = build_head(backbone.num_features, num_classes, list(head_hidden or ()), head_dropout)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.num_classes = num_classes
+        self.class_names: list[str] | None = None
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise TransferlabError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+        check_positive("backbone_lr_mult", backbone_lr_mult, allow_zero=True)
+        check_positive("layer_decay", layer_decay)
+        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro")
+                                                       for _ in range(3))
+        self.val_acc_best = MaxMetric()
+
+    # --- which stages train -------------------------------------------------------------------------------------
+    def frozen_depth(self) -> int:
+        """How many backbone stages are frozen now (stem first). Subclasses override."""
+        return 0
+
+    def apply_freezing(self) -> None:
+        """Set ``requires_grad`` from ``frozen_depth()`` and keep frozen modules in eval mode."""
+        self.backbone.freeze(self.frozen_depth())
+        if self.training:
+            self.backbone.frozen_to_eval()
+
+    def train(self, mode: bool = True):
+        """Lightning calls ``train()`` every epoch; frozen parts go straight back to eval (BN stats stay fixed)."""
+        super().train(mode)
+        if mode:
+            self.backbone.frozen_to_eval()
+        return self
+
+    # --- forward and loss ---------------------------------------------------------------------------------------
+    channels_last: bool = False  # set by transferlab.run when trainer.channels_last=true
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.head(self.backbone(images))
+
+    def classification_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        """Stop at the first non-finite loss, naming the step."""
+        if not torch.isfinite(loss):
+            raise TransferlabError(f"loss is {loss.item()} at global step {self.global_step} (epoch "
+                                   f"{self.current_epoch}); lower optimizer.lr or check the data")
+
+    def training_step(self, batch, batch_idx):
+        images, target = batch
+        logits = self(images)
+        loss = self.classification_loss(logits, target)
+        self.check_finite(loss)
+        self.train_acc(logits, target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # the sanity check must not count as a best
+
+    def validation_step(self, batch, batch_idx):
+        images, target = batch
+        logits = self(images)
+        self.val_acc(logits, target)
+        self.log("val/loss", self.classification_loss(logits, target), on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        images, target = batch
+        logits = self(images)
+        loss = self.classification_loss(logits, target)
+        self.test_acc(logits, target)
+        self.log("test/loss", loss, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        return {"loss": loss, "logits": logits.detach(), "target": target}
+
+    def predict_step(self, batch, batch_idx):
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(images).softmax(dim=-1)
+
+    # --- optimisation -------------------------------------------------------------------------------------------
+    def parameter_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Every parameter, frozen or not, in named groups: one lr per backbone stage, then the head.
+
+        Frozen parameters get no gradient, so the optimizer skips them; creating all groups up front is what lets
+        gradual unfreezing survive a resume (the optimizer state always has the same shape).
+        """
+        lrs = stage_lrs(lr, self.backbone.num_stages, self.hparams.backbone_lr_mult, self.hparams.layer_decay)
+        named = dict(self.backbone.model.named_parameters())
+        groups = []
+        for i, stage in enumerate(self.backbone.stages):
+            groups += make_groups(f"stage{i}", [(n, named[n]) for n in stage], lrs[i], weight_decay)
+        owned = {id(p) for g in groups for p in g["params"]}
+        rest = [(n, p) for n, p in self.named_parameters() if id(p) not in owned]
+        return groups + make_groups("head", rest, lr, weight_decay)
+
+    def configure_optimizers(self):
+        defaults = getattr(self.optimizer_factory, "keywords", {})
+        lr = check_positive("optimizer.lr", defaults.get("lr", 1e-3))
+        weight_decay = check_positive("optimizer.weight_decay", defaults.get("weight_decay", 0.0), allow_zero=True)
+        optimizer = self.optimizer_factory(self.parameter_groups(lr, weight_decay))
+        if self.scheduler_factory is None:
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        return {"optimizer": optimizer,
+                "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total, max_epochs=self.trainer.max_epochs)}
+
+    # --- checkpoints --------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self.apply_freezing()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = getattr(datamodule, "class_names", None)
+        if names:
+            if len(names) != self.num_classes:
+                raise TransferlabError(f"the model has {self.num_classes} classes but the data has {len(names)}")
+            self.class_names = list(names)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["transferlab"] = {"class_names": self.class_names, "backbone": self.backbone.name,
+                                     "data_config": self.backbone.data_config.to_dict(), "rng": rng_states()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("transferlab", {})
+        names = extra.get("class_names")
+        if names and self.class_names and list(names) != self.class_names:
+            raise TransferlabError(f"checkpoint classes {names[:5]}... differ from the data's "
+                                   f"{self.class_names[:5]}...")
+        self.class_names = names or self.class_names
+        if "rng" in extra:  # augmentation continues exactly as in an uninterrupted run
+            set_rng_states(extra["rng"])
+
+
+def rng_states() -> dict:
+    """CPU random states (torch, numpy, python) in a form ``torch.load(weights_only=True)`` accepts."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
