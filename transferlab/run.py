@@ -127,7 +127,9 @@ def train(cfg: DictConfig) -> float:
 
 def flat_config(cfg: DictConfig) -> dict:
     """The resolved config as ``{"group.key": scalar}`` for TensorBoard's hparams table."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    skip = ("hydra", "paths", "callbacks", "logger")
+    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+             for k in cfg if k not in skip}
     flat = {}
 
     def walk(node, prefix=""):
@@ -137,7 +139,7 @@ def flat_config(cfg: DictConfig) -> dict:
             elif not str(key).startswith("_"):
                 flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
 
-    walk({k: v for k, v in plain.items() if k not in ("hydra", "paths", "callbacks", "logger")})
+    walk(plain)
     return flat
 
 

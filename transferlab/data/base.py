@@ -1,0 +1,126 @@
+"""Shared pieces of every DataModule: loaders, seeded splits, few-shot subsets, in-memory image tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from transferlab.backbones.backbone import DataConfig
+from transferlab.errors import TransferlabError
+
+
+class TensorImageDataset(Dataset):
+    """uint8 images ``(N, C, H, W)`` held in memory, with integer labels and a transform."""
+
+    def __init__(self, images: torch.Tensor, labels: Sequence[int], transform: Callable | None = None):
+        self.images, self.labels, self.transform = images, torch.as_tensor(labels, dtype=torch.long), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        image = self.images[i]
+        return (self.transform(image) if self.transform else image), self.labels[i]
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order as an uninterrupted one.
+
+    Lightning calls ``set_epoch`` at the start of every training epoch.
+    """
+
+    def __init__(self, length: int, seed: int):
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(kept, held_out)`` with ``fraction`` of each class held out, reproducibly."""
+    if not 0.0 < fraction < 1.0:
+        raise TransferlabError(f"split fraction {fraction} must be in (0, 1)")
+    index = np.arange(len(labels))
+    kept, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=np.asarray(labels))
+    return np.sort(kept), np.sort(held)
+
+
+def few_shot(indices: np.ndarray, labels: Sequence[int], samples_per_class: int | None, seed: int) -> np.ndarray:
+    """The first ``samples_per_class`` of each class, after a seeded shuffle (all indices when None)."""
+    if samples_per_class is None:
+        return indices
+    if samples_per_class < 1:
+        raise TransferlabError(f"samples_per_class={samples_per_class} must be >= 1")
+    labels = np.asarray(labels)
+    shuffled = np.random.default_rng(seed).permutation(indices)
+    chosen = [shuffled[labels[shuffled] == c][:samples_per_class] for c in np.unique(labels[indices])]
+    return np.sort(np.concatenate(chosen))
+
+
+class TransferDataModule(L.LightningDataModule):
+    """Base DataModule: subclasses fill ``class_names`` in ``__init__`` and the three datasets in ``setup``.
+
+    Args:
+        data_config: the backbone's preprocessing (mean, std, input size, interpolation).
+        image_size: training/eval resolution; ``None`` uses the backbone's input size.
+        batch_size: images per batch (per device).
+        num_workers: loader worker processes.
+        pin_memory: pin host memory for faster GPU copies.
+        persistent_workers: keep workers alive between epochs.
+        split_seed: seed of the train/val(/test) split, independent of the training seed.
+        seed: seed of the shuffle order.
+    """
+
+    def __init__(self, data_config: DataConfig | None = None, image_size: int | None = None, batch_size: int = 64,
+                 num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
+                 split_seed: int = 0, seed: int | None = 0):
+        super().__init__()
+        if batch_size is None or int(batch_size) < 1:
+            raise TransferlabError(f"data.batch_size={batch_size} must be >= 1")
+        if image_size is not None and int(image_size) < 8:
+            raise TransferlabError(f"data.image_size={image_size} must be >= 8 pixels")
+        self.data_config = data_config or DataConfig()
+        self.image_size = image_size or self.data_config.input_size
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers and num_workers > 0
+        self.split_seed, self.seed = split_seed, 0 if seed is None else seed
+        self.class_names: list[str] = []
+        self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _loader(self, dataset, train: bool) -> DataLoader:
+        # A final training batch of one sample would crash BatchNorm: drop it, and only it.
+        drop_last = train and len(dataset) % self.batch_size == 1
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                          sampler=EpochSeededSampler(len(dataset), self.seed) if train else None,
+                          drop_last=drop_last, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def state_dict(self) -> dict:
+        return {"class_names": list(self.class_names)}

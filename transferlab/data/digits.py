@@ -1,0 +1,57 @@
+"""scikit-learn's 1,797 real handwritten digits: the offline default dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torchvision.transforms import v2
+
+from transferlab.data.base import TensorImageDataset, TransferDataModule, few_shot, stratified_split
+
+
+def load_digit_images(size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """All digits as uint8 RGB tensors ``(1797, 3, size, size)`` (bicubic upsampling of the 8x8 originals) and labels."""
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().div(16.0).unsqueeze(1)
+    images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    return images.mul(255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous(), digits.target
+
+
+class DigitsDataModule(TransferDataModule):
+    """Handwritten digits 0-9 from ``sklearn.datasets.load_digits``, upsampled to ``image_size``.
+
+    The split is stratified and seeded by ``split_seed``; the test split is never seen in training.
+
+    Args:
+        val_fraction: share of all images for validation.
+        test_fraction: share of all images for testing.
+        samples_per_class: keep only this many training images per class (few-shot); ``None`` keeps all.
+        crop_scale: area range of the training random-resized crop (no flips: digits are not mirror-symmetric).
+        **kwargs: see ``TransferDataModule``.
+    """
+
+    def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, samples_per_class: int | None = None,
+                 crop_scale=(0.7, 1.0), **kwargs):
+        super().__init__(**kwargs)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.samples_per_class, self.crop_scale = samples_per_class, tuple(crop_scale)
+        self.class_names = [str(d) for d in range(10)]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        images, labels = load_digit_images(self.image_size)
+        rest, test = stratified_split(labels, self.test_fraction, self.split_seed)
+        train, val = stratified_split(labels[rest], self.val_fraction / (1 - self.test_fraction), self.split_seed)
+        train, val = rest[train], rest[val]
+        train = few_shot(train, labels, self.samples_per_class, self.split_seed)
+        mean, std = list(self.data_config.mean), list(self.data_config.std)
+        normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=mean, std=std)]
+        augment = v2.Compose([v2.RandomResizedCrop(self.image_size, scale=self.crop_scale, ratio=(0.9, 1.1),
+                                                   antialias=True), *normalize])
+        plain = v2.Compose(normalize)
+        self.train_set = TensorImageDataset(images[train], labels[train], augment)
+        self.val_set = TensorImageDataset(images[val], labels[val], plain)
+        self.test_set = TensorImageDataset(images[test], labels[test], plain)
