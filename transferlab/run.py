@@ -74,7 +74,9 @@ def write_metrics(output_dir: Path, payload: dict) -> None:
 
 
 def build(cfg: DictConfig):
-    """Instantiate the backbone, DataModule, strategy module, callbacks, loggers and Trainer from ``cfg``."""
+    """Seed, then instantiate the backbone, DataModule, strategy module, callbacks, loggers and Trainer."""
+    if cfg.seed is not None:  # seed 0 is a seed
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     backbone = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, data_config=backbone.data_config, seed=cfg.seed)
     module = instantiate(cfg.strategy, backbone=backbone, num_classes=datamodule.num_classes,
@@ -102,8 +104,6 @@ def train(cfg: DictConfig) -> float:
     start = time.perf_counter()
     payload = {"status": "failed", "monitor": cfg.monitor}
     try:
-        if cfg.seed is not None:  # seed 0 is a seed
-            L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         _, datamodule, module, trainer = build(cfg)
         trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(cfg.get("resume")))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

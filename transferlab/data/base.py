@@ -28,10 +28,11 @@ class TensorImageDataset(Dataset):
         return (self.transform(image) if self.transform else image), self.labels[i]
 
 
-class EpochSeededSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), so a resumed run sees the same order as an uninterrupted one.
+class EpochSeededSampler(Sampler[tuple[int, int]]):
+    """A shuffle and per-sample augmentation seeds that depend only on (seed, epoch).
 
-    Lightning calls ``set_epoch`` at the start of every training epoch.
+    Yields ``(index, sample_seed)`` pairs for ``SeededSamples``: a resumed run sees the same order and the same
+    random crops as an uninterrupted one, whatever the number of workers. Lightning calls ``set_epoch`` every epoch.
     """
 
     def __init__(self, length: int, seed: int):
@@ -41,11 +42,34 @@ class EpochSeededSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self):
+        # A generator: drawn at the first ``next``, after Lightning's ``set_epoch``, even on resume.
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        order = torch.randperm(self.length, generator=generator)
+        seeds = torch.randint(2**62, (self.length,), generator=generator)
+        yield from zip(order.tolist(), seeds.tolist())
 
     def __len__(self) -> int:
         return self.length
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so ``dataset[(index, seed)]`` runs its random transforms under ``torch.manual_seed(seed)``.
+
+    The global random state is untouched (``torch.random.fork_rng``), so model-side randomness such as dropout is
+    independent of data loading.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
 
 
 def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +130,9 @@ class TransferDataModule(L.LightningDataModule):
     def _loader(self, dataset, train: bool) -> DataLoader:
         # A final training batch of one sample would crash BatchNorm: drop it, and only it.
         drop_last = train and len(dataset) % self.batch_size == 1
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          sampler=EpochSeededSampler(len(dataset), self.seed) if train else None,
+        sampler = EpochSeededSampler(len(dataset), self.seed) if train else None
+        return DataLoader(SeededSamples(dataset) if train else dataset, batch_size=self.batch_size,
+                          num_workers=self.num_workers, sampler=sampler,
                           drop_last=drop_last, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
 
     def train_dataloader(self) -> DataLoader:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Callable, Sequence
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import MaxMetric
@@ -62,7 +61,8 @@ class TransferModule(L.LightningModule):
     def apply_freezing(self) -> None:
         """Set ``requires_grad`` from ``frozen_depth()`` and keep frozen modules in eval mode."""
         self.backbone.freeze(self.frozen_depth())
-        if self.training:
+        if self.training:  # modes follow the depth exactly: unfrozen stages train again
+            self.backbone.train()
             self.backbone.frozen_to_eval()
 
     def train(self, mode: bool = True):
@@ -165,7 +165,7 @@ class TransferModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["transferlab"] = {"class_names": self.class_names, "backbone": self.backbone.name,
-                                     "data_config": self.backbone.data_config.to_dict(), "rng": rng_states()}
+                                     "data_config": self.backbone.data_config.to_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("transferlab", {})
@@ -174,20 +174,10 @@ class TransferModule(L.LightningModule):
             raise TransferlabError(f"checkpoint classes {names[:5]}... differ from the data's "
                                    f"{self.class_names[:5]}...")
         self.class_names = names or self.class_names
-        if "rng" in extra:  # augmentation continues exactly as in an uninterrupted run
-            set_rng_states(extra["rng"])
 
-
-def rng_states() -> dict:
-    """CPU random states (torch, numpy, python) in a form ``torch.load(weights_only=True)`` accepts."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
-
-
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """Reseed the global generator from (seed, step) alone, so model-side randomness such as dropout is the
+        same in a resumed run as in an uninterrupted one (data augmentation is seeded per sample by the sampler)."""
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None:
+            torch.manual_seed(int(seed) * 1_000_003 + self.global_step)
