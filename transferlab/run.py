@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import hydra
@@ -20,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.errors import TransferlabError
 
@@ -141,6 +142,37 @@ def flat_config(cfg: DictConfig) -> dict:
 
     walk(plain)
     return flat
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | None = None) -> DictConfig:
+    """Compose the config exactly as the command line would, for notebooks and scripts.
+
+    Args:
+        overrides: command-line style overrides, e.g. ``["strategy=linear_probe", "trainer.max_epochs=2"]``.
+        output_dir: the run folder; default ``outputs/runs/<timestamp>`` under the current directory.
+
+    Example:
+        >>> cfg = load_config(["trainer.max_epochs=1"])
+        >>> test_acc = train(cfg)  # doctest: +SKIP
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    output_dir = Path(output_dir or Path("outputs") / "runs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")).resolve()
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(Path.cwd())
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=False)
+    return cfg
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
