@@ -18,7 +18,7 @@ CONF = ROOT / "conf"
 
 # A few CPU steps at 32 px: enough to exercise every hook, fast enough for CI.
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
-        "trainer.limit_test_batches=2", "data.image_size=32", "data.batch_size=8", "callbacks.rich_progress_bar=null",
+        "trainer.limit_test_batches=2", "data.image_size=32", "data.batch_size=8", "++callbacks.rich_progress_bar=null",
         "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
 
 

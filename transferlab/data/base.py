@@ -65,7 +65,9 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]):
+    def __getitem__(self, key: tuple[int, int] | int):
+        if not isinstance(key, tuple):  # a sampler Lightning substituted (e.g. overfit_batches): plain index
+            return self.dataset[key]
         index, seed = key
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
