@@ -56,6 +56,9 @@ def test_quickstart_runs(tmp_path):
               if out.output_type == "error"]
     assert not errors
 
+    # Started in notebooks/, the notebook found the repository root and works from there.
+    assert f"repo root:  {NOTEBOOKS.parent}" in stream_text(code_cell_with(nb, "ROOT = "))
+
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert 0.0 <= metrics["metrics"]["test/acc"] <= 1.0
