@@ -133,3 +133,20 @@ def test_experiment_configs(make_cfg, name, datasets, cached_weights):
     if name == "digits_fewshot":
         assert cfg.data.samples_per_class == 10 and len(datamodule.train_set) == 100
     trainer.fit(module, datamodule=datamodule)
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "linear_probe", "scratch"])
+@pytest.mark.parametrize("data", ["digits", "cifar10", "imagefolder"])
+def test_every_strategy_trains_and_tests_on_every_dataset(make_cfg, datasets, strategy, data):
+    extra = {"cifar10": [f"data.root={datasets['cifar']}", "data.download=false"],
+             "imagefolder": [f"data.root={datasets['tree']}"]}.get(data, [])
+    cfg = make_cfg(f"strategy={strategy}", f"data={data}", *extra, "data.num_workers=0",
+                   "data.persistent_workers=false", "callbacks.evaluation_figures=null")
+    _, datamodule, module, trainer = build(cfg)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer.fit(module, datamodule=datamodule)
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    changed = {k.split(".")[0] for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == ({"head"} if strategy == "linear_probe" else {"backbone", "head"})
+    assert 0.0 <= float(trainer.callback_metrics["test/acc"]) <= 1.0
+    assert module.hparams.num_classes == datamodule.num_classes == {"digits": 10, "cifar10": 10}.get(data, 2)

@@ -76,6 +76,10 @@ def write_metrics(output_dir: Path, payload: dict) -> None:
 
 def build(cfg: DictConfig):
     """Seed, then instantiate the backbone, DataModule, strategy module, callbacks, loggers and Trainer."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        raise TransferlabError(f"Missing mandatory value: {missing[0]} (set it on the command line, e.g. "
+                               f"{missing[0]}=...)")
     if cfg.seed is not None:  # seed 0 is a seed
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     backbone = instantiate(cfg.model)
