@@ -76,7 +76,8 @@ def write_metrics(output_dir: Path, payload: dict) -> None:
 
 def build(cfg: DictConfig):
     """Seed, then instantiate the backbone, DataModule, strategy module, callbacks, loggers and Trainer."""
-    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    missing = sorted(key for group in cfg if group != "hydra" and OmegaConf.is_config(cfg[group])
+                     for key in OmegaConf.missing_keys(cfg[group]))  # full keys, e.g. "data.root"
     if missing:
         raise TransferlabError(f"Missing mandatory value: {missing[0]} (set it on the command line, e.g. "
                                f"{missing[0]}=...)")
