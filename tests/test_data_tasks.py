@@ -14,7 +14,7 @@ from transferlab.data.imagefolder import ImageFolderDataModule
 from transferlab.errors import TransferlabError
 from transferlab.run import build
 
-CSV_TASKS = "strategy.tasks=[{name: diagnosis},{name: scanner},{name: age, kind: regression}]"
+CSV_TASKS = "strategy.tasks=[{name: scanner},{name: diagnosis},{name: age, kind: regression}]"
 
 
 def test_digits_derived_tasks_yield_label_dicts():
@@ -72,6 +72,10 @@ def test_labels_csv_trains_multitask_with_missing_labels(make_cfg, tmp_path, lab
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     trainer.test(module, datamodule=datamodule, verbose=False)
     assert torch.isfinite(trainer.callback_metrics["test/task/age/mae"])
+    # the confusion matrix is the first task's (scanner), over its labelled test images only
+    counts = np.loadtxt(tmp_path / "run" / "figures" / "confusion_matrix.csv", delimiter=",", skiprows=1,
+                        usecols=(1, 2))
+    assert counts.sum() == int((datamodule.test_set.labels["scanner"] >= 0).sum()) > 0
 
 
 @pytest.mark.parametrize("edit, message", [

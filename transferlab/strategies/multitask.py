@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from transferlab.data.tasks import missing
 from transferlab.errors import TransferlabError
 from transferlab.heads import build_head
 from transferlab.strategies.finetune import Finetune
@@ -145,12 +146,14 @@ class Multitask(Finetune):
             self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def test_step(self, batch, batch_idx):
+        """The first task's labelled logits, targets and images feed the confusion-matrix callback."""
         total, labelled = self.shared_step(batch, "test")
         first = next(iter(self.specs.values()))
         if first["kind"] != "multiclass":
             return {"loss": total}
-        logits, target = labelled[first["name"]]  # the first task feeds the confusion-matrix callback
-        return {"loss": total, "logits": logits.detach(), "target": target}
+        logits, target = labelled[first["name"]]
+        images = batch[0][~missing(batch[1][first["name"]])]
+        return {"loss": total, "logits": logits.detach(), "target": target, "images": images}
 
     def on_test_epoch_end(self) -> None:
         self.epoch_metrics("test")
