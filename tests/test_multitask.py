@@ -151,3 +151,29 @@ def test_bad_task_declarations_are_clear(make_cfg):
         build(make_cfg("data.tasks=[digit]"))
     with pytest.raises(TransferlabError, match="strategy.weighting='magic'"):
         build(make_cfg("strategy=multitask", "strategy.weighting=magic"))
+
+
+def test_task_losses_are_torch_losses_over_labelled_rows():
+    from torch.nn import functional as F
+
+    from transferlab.strategies.task_specs import TaskLoss, resolve_tasks
+
+    specs = resolve_tasks([{"name": "organ", "num_classes": 3, "class_weights": [1.0, 2.0, 3.0]},
+                           {"name": "flags", "num_classes": 2, "kind": "multilabel"},
+                           {"name": "age", "kind": "regression", "num_classes": 1}], None, label_smoothing=0.1)
+    organ, flags, age = (TaskLoss(s) for s in specs)
+    logits = torch.randn(4, 3, requires_grad=True)
+    target = torch.tensor([2, -1, 0, 1])
+    expected = F.cross_entropy(logits[[0, 2, 3]], target[[0, 2, 3]], weight=torch.tensor([1.0, 2.0, 3.0]),
+                               label_smoothing=0.1)
+    assert torch.allclose(organ(*organ.labelled(logits, target)), expected)
+    multi, multi_target = torch.randn(3, 2), torch.tensor([[1.0, 0.0], [math.nan, math.nan], [0.0, 0.0]])
+    assert torch.allclose(flags(*flags.labelled(multi, multi_target)),
+                          F.binary_cross_entropy_with_logits(multi[[0, 2]], multi_target[[0, 2]]))
+    values = torch.randn(3, 1)
+    assert torch.allclose(age(*age.labelled(values, torch.tensor([1.0, math.nan, 3.0]))),
+                          F.mse_loss(values[[0, 2], 0], torch.tensor([1.0, 3.0])))
+    none = organ(*organ.labelled(logits, torch.full((4,), -1)))
+    assert none == 0 and none.requires_grad  # zero, not NaN, and still part of the graph
+    with pytest.raises(TransferlabError, match=r"class_weights needs a multiclass task and one weight per class"):
+        resolve_tasks([{"name": "organ", "num_classes": 3, "class_weights": [1.0, 2.0]}], None)
