@@ -20,7 +20,8 @@ class EvaluationFigures(L.Callback):
     """Draw a confusion matrix and a prediction grid at the end of ``trainer.test``.
 
     The LightningModule's ``test_step`` must return ``{"loss", "logits": (N, C), "target": (N,)}`` and batches must
-    be ``(images, targets)``, or ``test_step`` also returns the ``"images"`` those rows belong to. Class names come from ``trainer.datamodule.class_names`` and images are un-normalised
+    be ``(images, targets)`` (or ``test_step`` also returns the ``"images"`` of those rows, e.g. when it drops
+    unlabelled ones). Class names come from ``trainer.datamodule.class_names`` and images are un-normalised
     with ``trainer.datamodule.data_config.mean/std`` when present (otherwise min-max scaled). The confusion matrix is
     synced across DDP ranks; only global rank 0 draws. Figures go to every ``TensorBoardLogger`` (tags
     ``test/confusion_matrix`` and ``test/predictions``) and to ``dirpath`` as ``confusion_matrix.png``,
