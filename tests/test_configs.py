@@ -48,13 +48,14 @@ def cached_weights(tmp_path, monkeypatch):
 def test_every_group_has_its_options():
     assert set(options("model")) >= {"resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_b0",
                                      "mobilenet_v3_large", "convnext_tiny", "vit_b_16", "timm", "efficientnet_lite0"}
-    assert set(options("strategy")) >= {"finetune", "linear_probe", "scratch"}
+    assert set(options("strategy")) >= {"finetune", "linear_probe", "scratch", "multitask"}
     assert set(options("data")) >= {"cifar10", "imagefolder", "digits"}
     assert set(options("optimizer")) == {"sgd", "adam", "adamw"}
     assert set(options("scheduler")) == {"cosine", "step", "none"}
     assert set(options("trainer")) >= {"cpu", "gpu", "ddp"}
     assert set(options("debug")) >= {"default", "fdr", "limit", "overfit", "profiler"}
-    assert set(options("experiment")) >= {"cifar10_resnet18_sgd", "ct_feature_extractor", "digits_fewshot"}
+    assert set(options("experiment")) >= {"cifar10_resnet18_sgd", "ct_feature_extractor", "digits_fewshot",
+                                          "digits_multitask", "cifar10_multitask"}
 
 
 @pytest.mark.parametrize("name", options("model"))
@@ -114,7 +115,8 @@ def test_debug_configs_run(make_cfg, name):
 
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiment_configs(make_cfg, name, datasets, cached_weights):
-    extra = {"cifar10_resnet18_sgd": [f"data.root={datasets['cifar']}", "data.download=false"],
+    cifar = [f"data.root={datasets['cifar']}", "data.download=false"]
+    extra = {"cifar10_resnet18_sgd": cifar, "cifar10_multitask": cifar,
              "ct_feature_extractor": [f"data.root={datasets['tree']}"]}.get(name, [])
     cfg = make_cfg(f"experiment={name}", *extra, "data.num_workers=0", "data.persistent_workers=false",
                    "data.image_size=32")
@@ -129,6 +131,8 @@ def test_experiment_configs(make_cfg, name, datasets, cached_weights):
         assert [type(m).__name__ for m in module.head] == ["Linear", "ReLU", "Dropout", "Linear"]
         assert module.head[0].in_features == 2048 and module.head[-1].out_features == 2
         assert module.head[2].p == 0.5 and datamodule.class_names == ["normal", "tumour"]
+    if name.endswith("_multitask"):
+        assert list(module.head) == list(datamodule.tasks) == [t.name for t in as_written.strategy.tasks]
     datamodule.setup("fit")
     if name == "digits_fewshot":
         assert cfg.data.samples_per_class == 10 and len(datamodule.train_set) == 100

@@ -84,10 +84,16 @@ def build(cfg: DictConfig):
     if cfg.seed is not None:  # seed 0 is a seed
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     backbone = instantiate(cfg.model)
-    datamodule = instantiate(cfg.data, data_config=backbone.data_config, seed=cfg.seed)
+    # A multi-task strategy declares its tasks; the data yields them unless data.tasks chooses otherwise.
+    tasks = OmegaConf.to_container(cfg.strategy.tasks, resolve=True) if cfg.strategy.get("tasks") else None
+    data_tasks = {"tasks": tasks} if tasks and cfg.data.get("tasks") is None else {}
+    datamodule = instantiate(cfg.data, data_config=backbone.data_config, seed=cfg.seed, **data_tasks)
+    if getattr(datamodule, "tasks", None) and not tasks:
+        raise TransferlabError("data.tasks is set but the strategy has one head; use strategy=multitask")
     module = instantiate(cfg.strategy, backbone=backbone, num_classes=datamodule.num_classes,
                          optimizer=instantiate(cfg.optimizer),
-                         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None)
+                         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+                         **({"data_tasks": datamodule.tasks} if tasks else {}))
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     if trainer_cfg.pop("channels_last", False):
         module = module.to(memory_format=torch.channels_last)

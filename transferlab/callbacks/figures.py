@@ -20,7 +20,8 @@ class EvaluationFigures(L.Callback):
     """Draw a confusion matrix and a prediction grid at the end of ``trainer.test``.
 
     The LightningModule's ``test_step`` must return ``{"loss", "logits": (N, C), "target": (N,)}`` and batches must
-    be ``(images, targets)``. Class names come from ``trainer.datamodule.class_names`` and images are un-normalised
+    be ``(images, targets)`` (or ``test_step`` also returns the ``"images"`` of those rows, e.g. when it drops
+    unlabelled ones). Class names come from ``trainer.datamodule.class_names`` and images are un-normalised
     with ``trainer.datamodule.data_config.mean/std`` when present (otherwise min-max scaled). The confusion matrix is
     synced across DDP ranks; only global rank 0 draws. Figures go to every ``TensorBoardLogger`` (tags
     ``test/confusion_matrix`` and ``test/predictions``) and to ``dirpath`` as ``confusion_matrix.png``,
@@ -65,8 +66,9 @@ class EvaluationFigures(L.Callback):
         conf, pred = probs.max(dim=-1)
         self._confmat.update(pred.to(self._confmat.device), target.to(self._confmat.device))
         room = self.max_images - len(self._images)
-        if room > 0 and isinstance(batch, (list, tuple)) and torch.is_tensor(batch[0]):
-            images = batch[0][:room].detach().float().cpu()
+        images = outputs.get("images", batch[0] if isinstance(batch, (list, tuple)) else None)
+        if room > 0 and torch.is_tensor(images):
+            images = images[:room].detach().float().cpu()
             self._images.extend(self._to_unit_range(images, trainer))
             self._preds += pred[:room].tolist()
             self._targets += target[:room].tolist()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transferlab.backbones.backbone import DataConfig
+from transferlab.data.tasks import TaskLabels, task_entries, task_info
 from transferlab.errors import TransferlabError
 
 
@@ -107,12 +108,15 @@ class TransferDataModule(L.LightningDataModule):
         persistent_workers: keep workers alive between epochs.
         split_seed: seed of the train/val(/test) split, independent of the training seed.
         seed: seed of the shuffle order.
+        tasks: ``None`` for single-task ``(image, label)`` batches, or task names (or ``{name, ...}`` dicts) from
+            ``derived_tasks()`` for multi-task ``(image, {task: label})`` batches (see ``transferlab.data.tasks``).
     """
 
     def __init__(self, data_config: DataConfig | None = None, image_size: int | None = None, batch_size: int = 64,
                  num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
-                 split_seed: int = 0, seed: int | None = 0):
+                 split_seed: int = 0, seed: int | None = 0, tasks: Sequence[str | Mapping] | None = None):
         super().__init__()
+        self.task_entries = task_entries(tasks)
         if batch_size is None or int(batch_size) < 1:
             raise TransferlabError(f"data.batch_size={batch_size} must be >= 1")
         if image_size is not None and int(image_size) < 8:
@@ -128,6 +132,29 @@ class TransferDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def derived_tasks(self) -> dict[str, tuple[Sequence[str], Callable[[np.ndarray], np.ndarray]]]:
+        """Tasks computed from the class label: ``{name: (class names, label -> task label)}``. Subclasses add."""
+        return {"class": (self.class_names, lambda labels: labels)}
+
+    @property
+    def tasks(self) -> dict[str, dict] | None:
+        """``{name: {num_classes, class_names, kind}}`` of the selected tasks; None when single-task."""
+        if not self.task_entries:
+            return None
+        derived = self.derived_tasks()
+        unknown = [e["name"] for e in self.task_entries if e["name"] not in derived]
+        if unknown:
+            raise TransferlabError(f"unknown task(s) {unknown}: {type(self).__name__} derives {sorted(derived)}")
+        return {e["name"]: task_info(len(derived[e["name"]][0]), derived[e["name"]][0]) for e in self.task_entries}
+
+    def with_tasks(self, dataset: Dataset, labels: Sequence[int]) -> Dataset:
+        """``dataset`` as it is when single-task, else wrapped to yield ``(image, {task: label})`` from ``labels``."""
+        if not self.task_entries:
+            return dataset
+        derived, labels = self.derived_tasks(), np.asarray(labels)
+        return TaskLabels(dataset, {name: torch.as_tensor(derived[name][1](labels), dtype=torch.long)
+                                    for name in self.tasks})
 
     def _loader(self, dataset, train: bool) -> DataLoader:
         # A final training batch of one sample would crash BatchNorm: drop it, and only it.

@@ -19,6 +19,7 @@ from transferlab.errors import TransferlabError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+CIFAR10_VEHICLES = frozenset({"airplane", "automobile", "ship", "truck"})  # the other six classes are animals
 NATIVE_SIZE = 32
 DOWNLOAD_TIMEOUT_S = 60  # per socket operation, so an unreachable server fails instead of hanging forever
 
@@ -115,7 +116,8 @@ class CIFAR10DataModule(TransferDataModule):
         crop_scale: ``None`` pads by ``image_size // 8`` and random-crops back; an area range such as
             ``(0.35, 1.0)`` uses a random-resized crop instead.
         hflip: random horizontal flips when augmenting.
-        **kwargs: see ``TransferDataModule`` (``image_size=32`` keeps the native resolution).
+        **kwargs: see ``TransferDataModule`` (``image_size=32`` keeps the native resolution); ``tasks`` may list
+            ``object`` (the 10 classes) and ``coarse`` (animal / vehicle).
     """
 
     def __init__(self, root: str | os.PathLike = "data", download: bool = True, val_fraction: float = 0.1,
@@ -128,6 +130,10 @@ class CIFAR10DataModule(TransferDataModule):
         self.augment, self.hflip = bool(augment), bool(hflip)
         self.crop_scale = None if crop_scale is None else tuple(crop_scale)
         self.class_names = list(CIFAR10_CLASSES)  # known before setup; confirmed from batches.meta there
+
+    def derived_tasks(self) -> dict:
+        vehicle = np.array([name in CIFAR10_VEHICLES for name in self.class_names], dtype=np.int64)
+        return {"object": (self.class_names, lambda y: y), "coarse": (["animal", "vehicle"], lambda y: vehicle[y])}
 
     def prepare_data(self) -> None:
         """Download once per node (Lightning calls this on one process only)."""
@@ -146,6 +152,8 @@ class CIFAR10DataModule(TransferDataModule):
         evaluation = cifar_eval_transform(self.data_config, self.image_size)
         training = cifar_train_transform(self.data_config, self.image_size, self.crop_scale, self.hflip) \
             if self.augment else evaluation
-        self.val_set = TensorImageDataset(images[val], labels[val], evaluation)
-        self.test_set = TensorImageDataset(as_uint8_nchw(official_test.data), official_test.targets, evaluation)
-        self.train_set = TensorImageDataset(images[train], labels[train], training)
+        test_labels = np.asarray(official_test.targets)
+        self.val_set = self.with_tasks(TensorImageDataset(images[val], labels[val], evaluation), labels[val])
+        self.test_set = self.with_tasks(TensorImageDataset(as_uint8_nchw(official_test.data), test_labels, evaluation),
+                                        test_labels)
+        self.train_set = self.with_tasks(TensorImageDataset(images[train], labels[train], training), labels[train])

@@ -29,7 +29,8 @@ class DigitsDataModule(TransferDataModule):
         test_fraction: share of all images for testing.
         samples_per_class: keep only this many training images per class (few-shot); ``None`` keeps all.
         crop_scale: area range of the training random-resized crop (no flips: digits are not mirror-symmetric).
-        **kwargs: see ``TransferDataModule``.
+        **kwargs: see ``TransferDataModule``; ``tasks`` may list ``digit`` (0-9), ``parity`` (even/odd) and
+            ``ge5`` (below 5 / 5 or more).
     """
 
     def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, samples_per_class: int | None = None,
@@ -38,6 +39,10 @@ class DigitsDataModule(TransferDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.samples_per_class, self.crop_scale = samples_per_class, tuple(crop_scale)
         self.class_names = [str(d) for d in range(10)]
+
+    def derived_tasks(self) -> dict:
+        return {"digit": (self.class_names, lambda y: y), "parity": (["even", "odd"], lambda y: y % 2),
+                "ge5": (["below 5", "5 or more"], lambda y: (y >= 5).astype(np.int64))}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -52,6 +57,6 @@ class DigitsDataModule(TransferDataModule):
         augment = v2.Compose([v2.RandomResizedCrop(self.image_size, scale=self.crop_scale, ratio=(0.9, 1.1),
                                                    antialias=True), *normalize])
         plain = v2.Compose(normalize)
-        self.train_set = TensorImageDataset(images[train], labels[train], augment)
-        self.val_set = TensorImageDataset(images[val], labels[val], plain)
-        self.test_set = TensorImageDataset(images[test], labels[test], plain)
+        self.train_set = self.with_tasks(TensorImageDataset(images[train], labels[train], augment), labels[train])
+        self.val_set = self.with_tasks(TensorImageDataset(images[val], labels[val], plain), labels[val])
+        self.test_set = self.with_tasks(TensorImageDataset(images[test], labels[test], plain), labels[test])

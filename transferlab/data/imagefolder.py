@@ -17,6 +17,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.vision import StandardTransform
 
 from transferlab.data.base import TransferDataModule, few_shot, stratified_split
+from transferlab.data.labels_csv import ImageFiles, LabelsTable
+from transferlab.data.tasks import TaskLabels
 from transferlab.data.transforms import eval_transform, train_transform
 from transferlab.errors import TransferlabError
 
@@ -213,12 +215,16 @@ class ImageFolderDataModule(TransferDataModule):
         crop_scale: area range of the training random-resized crop.
         hflip: random horizontal flips in training.
         on_corrupt: ``"error"`` (stop, listing the bad files) or ``"skip"`` (drop them with a warning).
-        **kwargs: see ``TransferDataModule``.
+        labels_csv: a labels file (``transferlab.data.labels_csv``): images anywhere under ``root``, one column per
+            task, multi-task batches; its ``split`` column or the fractions make the splits (no class folders).
+        **kwargs: see ``TransferDataModule``; without ``labels_csv``, ``tasks=[class]`` gives multi-task batches
+            of the folder label; with it, ``tasks`` picks columns (default: all) and may set their ``kind``
+            and ``num_classes``.
     """
 
     def __init__(self, root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.2,
                  samples_per_class: int | None = None, crop_scale=(0.08, 1.0), hflip: bool = True,
-                 on_corrupt: str = "error", **kwargs):
+                 on_corrupt: str = "error", labels_csv: str | os.PathLike | None = None, **kwargs):
         super().__init__(**kwargs)
         if on_corrupt not in ON_CORRUPT:
             raise TransferlabError(f"data.on_corrupt={on_corrupt!r} must be one of {', '.join(ON_CORRUPT)}")
@@ -231,8 +237,13 @@ class ImageFolderDataModule(TransferDataModule):
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.samples_per_class, self.crop_scale, self.hflip = samples_per_class, tuple(crop_scale), bool(hflip)
         self.on_corrupt = on_corrupt
-        self.split_dirs = self._find_split_dirs()
-        self.class_names = self._read_class_names()
+        self.labels_table = LabelsTable(labels_csv, self.root, self.task_entries) if labels_csv else None
+        self.split_dirs = self._find_split_dirs() if labels_csv is None else {"train": self.root}
+        self.class_names = self._read_class_names() if labels_csv is None else []
+
+    @property
+    def tasks(self) -> dict[str, dict] | None:
+        return self.labels_table.tasks if self.labels_table is not None else super().tasks
 
     def _find_split_dirs(self) -> dict[str, Path]:
         if not (self.root / "train").is_dir():
@@ -266,17 +277,23 @@ class ImageFolderDataModule(TransferDataModule):
                 f"or provide a {split}/ folder") from error
         return pool[kept], pool[held]
 
-    def _drop_unreadable(self, folders: dict[str, ImageFolderDataset]) -> None:
-        bad = find_unreadable([path for folder in folders.values() for path, _ in folder.samples])
+    def _unreadable(self, paths: Sequence[str]) -> set[str]:
+        """The paths that do not decode: an error listing them, or (``on_corrupt=skip``) a warning."""
+        bad = find_unreadable(paths)
         if not bad:
-            return
+            return set()
         listed = ", ".join(f"{path} ({reason})" for path, reason in bad[:_SHOWN])
         more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
         if self.on_corrupt == "error":
             raise TransferlabError(f"{len(bad)} unreadable image(s) under {self.root}: {listed}{more}; "
                                    f"delete or replace them, or set data.on_corrupt=skip")
         log.warning("skipping %d unreadable image(s) under %s: %s%s", len(bad), self.root, listed, more)
-        bad_paths = {path for path, _ in bad}
+        return {path for path, _ in bad}
+
+    def _drop_unreadable(self, folders: dict[str, ImageFolderDataset]) -> None:
+        bad_paths = self._unreadable([path for folder in folders.values() for path, _ in folder.samples])
+        if not bad_paths:
+            return
         for split, folder in folders.items():
             kept = [i for i, (path, _) in enumerate(folder.samples) if path not in bad_paths]
             folders[split] = folder.keep(kept)
@@ -285,9 +302,22 @@ class ImageFolderDataModule(TransferDataModule):
                 raise TransferlabError(f"class folder(s) {empty} in {self.split_dirs[split]} have no readable images "
                                        f"left after skipping unreadable ones; add images")
 
+    def _setup_from_labels(self) -> None:
+        table = self.labels_table
+        bad = self._unreadable(table.paths)
+        parts = table.split_indices(self.val_fraction, self.test_fraction, self.split_seed)
+        evaluation = eval_transform(self.data_config, self.image_size)
+        training = train_transform(self.data_config, self.image_size, self.crop_scale, self.hflip)
+        for split, rows in parts.items():
+            rows = [r for r in rows if table.paths[r] not in bad]
+            images = ImageFiles([table.paths[r] for r in rows], load_rgb, training if split == "train" else evaluation)
+            setattr(self, f"{split}_set", TaskLabels(images, {name: v[rows] for name, v in table.labels.items()}))
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        if self.labels_table is not None:
+            return self._setup_from_labels()
         if "val" not in self.split_dirs and "test" not in self.split_dirs \
                 and not self.val_fraction + self.test_fraction < 1:
             raise TransferlabError(f"data.val_fraction + data.test_fraction = "
@@ -310,7 +340,8 @@ class ImageFolderDataModule(TransferDataModule):
             val = train.keep(held)
         pool = few_shot(pool, labels, self.samples_per_class, self.split_seed)
         evaluation = eval_transform(self.data_config, self.image_size)
-        self.val_set = val.keep(range(len(val)), evaluation)
-        self.test_set = test.keep(range(len(test)), evaluation)
-        self.train_set = train.keep(pool, train_transform(self.data_config, self.image_size, self.crop_scale,
-                                                          self.hflip))
+        self.val_set = self.with_tasks(val.keep(range(len(val)), evaluation), val.targets)
+        self.test_set = self.with_tasks(test.keep(range(len(test)), evaluation), test.targets)
+        self.train_set = self.with_tasks(train.keep(pool, train_transform(self.data_config, self.image_size,
+                                                                          self.crop_scale, self.hflip)),
+                                         labels[pool])

@@ -3,5 +3,6 @@
 from transferlab.strategies.base import TransferModule
 from transferlab.strategies.finetune import Finetune
 from transferlab.strategies.linear_probe import LinearProbe
+from transferlab.strategies.multitask import Multitask
 
-__all__ = ["Finetune", "LinearProbe", "TransferModule"]
+__all__ = ["Finetune", "LinearProbe", "Multitask", "TransferModule"]

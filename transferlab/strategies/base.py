@@ -75,10 +75,14 @@ class TransferModule(L.LightningModule):
     # --- forward and loss ---------------------------------------------------------------------------------------
     channels_last: bool = False  # set by transferlab.run when trainer.channels_last=true
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features ``(N, num_features)`` of a batch of images."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.head(self.backbone(images))
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
 
     def classification_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target, label_smoothing=self.hparams.label_smoothing)

@@ -1,0 +1,179 @@
+"""strategy=multitask on real digits: heads beat chance, learned weights, missing labels, finetune parity, reload."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import lightning as L
+import pytest
+import torch
+from conftest import FAST, compose_config
+
+from transferlab.errors import TransferlabError
+from transferlab.run import build, instantiate, train
+from transferlab.strategies import Finetune, Multitask, TransferModule
+
+# Long enough for every head to learn on CPU (45 steps of 32 images at 32 px), short enough for CI.
+LEARN = ["strategy=multitask", "trainer.max_epochs=3", "trainer.limit_train_batches=15", "data.batch_size=32",
+         "optimizer.lr=3e-3", "scheduler=none", "trainer.limit_test_batches=null", "logger=none",
+         "callbacks.evaluation_figures=null"]
+CHANCE = {"digit": 0.1, "parity": 0.5, "ge5": 0.5}
+BEATS = {"digit": 0.5, "parity": 0.75, "ge5": 0.75}  # well above chance on the 360 test digits
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 3-head model (digit, parity, >= 5) trained and tested through ``transferlab.run.train``."""
+    out = tmp_path_factory.mktemp("multitask") / "run"
+    cfg = compose_config(out, *FAST, *LEARN)
+    train(cfg)
+    return cfg, json.loads((out / "metrics.json").read_text())
+
+
+def test_three_heads_each_beat_chance_clearly(trained):
+    _, payload = trained
+    metrics = payload["metrics"]
+    print({k: round(v, 3) for k, v in metrics.items() if k.startswith("test/")})
+    for task, floor in BEATS.items():
+        assert metrics[f"test/task/{task}/acc"] > floor, task
+        assert metrics[f"test/task/{task}/f1"] > floor - 0.1, task
+    assert metrics["test/acc"] == pytest.approx(sum(metrics[f"test/task/{t}/acc"] for t in CHANCE) / 3, abs=1e-6)
+    assert payload["monitor"] == "val/acc" and not math.isnan(payload["monitor_value"])
+    assert payload["best_model_path"].endswith(".ckpt")
+
+
+def test_checkpoint_reproduces_every_task_metric(trained):
+    cfg, payload = trained
+    best = payload["best_model_path"]
+    ckpt = torch.load(best, weights_only=True)
+    assert ckpt["transferlab"]["task_class_names"]["parity"] == ["even", "odd"]
+    assert [t["name"] for t in ckpt["hyper_parameters"]["tasks"]] == ["digit", "parity", "ge5"]
+    expected = {k: v for k, v in payload["metrics"].items() if k.startswith("test/")}
+
+    _, datamodule, fresh, trainer = build(cfg)  # trainer.test(ckpt_path=...) on a newly built module
+    trainer.test(fresh, datamodule=datamodule, ckpt_path=best, verbose=False)
+    assert {k: float(trainer.callback_metrics[k]) for k in expected} == pytest.approx(expected, abs=1e-6)
+
+    loaded = Multitask.load_from_checkpoint(best, backbone=instantiate(cfg.model))  # no config needed
+    assert loaded.task_class_names["ge5"] == ["below 5", "5 or more"]
+    tester = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    tester.test(loaded, datamodule=datamodule, verbose=False)
+    assert {k: float(tester.callback_metrics[k]) for k in expected} == pytest.approx(expected, abs=1e-6)
+
+
+def test_uncertainty_weights_are_learned(make_cfg):
+    cfg = make_cfg("strategy=multitask", "strategy.weighting=uncertainty", "trainer.limit_train_batches=4",
+                   "optimizer.lr=0.01", "logger=none", "test=false")
+    _, datamodule, module, trainer = build(cfg)
+    assert torch.equal(module.effective_weights(), torch.ones(3))
+    trainer.fit(module, datamodule=datamodule)
+    weights = module.effective_weights().detach()
+    assert not torch.allclose(weights, torch.ones(3), atol=1e-3)  # moved from the start
+    assert len(set(weights.tolist())) == 3  # and differently per task
+    logged = torch.stack([trainer.callback_metrics[f"train/task/{t}/weight"] for t in CHANCE])  # before last step
+    assert torch.allclose(logged, weights, atol=0.01) and not torch.allclose(logged, torch.ones(3), atol=1e-3)
+    assert "log_vars" in {n for g in trainer.optimizers[0].param_groups if g["name"].startswith("head")
+                          for n, p in module.named_parameters() if any(p is q for q in g["params"])}
+
+
+def test_missing_labels_are_ignored_per_task(make_cfg):
+    """parity labelled for half the batch, a regression task for none, a multi-label task for all."""
+    data_tasks = {"digit": {"num_classes": 10, "kind": "multiclass", "class_names": None},
+                  "parity": {"num_classes": 2, "kind": "multiclass", "class_names": None},
+                  "size": {"num_classes": 1, "kind": "regression", "class_names": None},
+                  "flags": {"num_classes": 3, "kind": "multilabel", "class_names": None}}
+    cfg = make_cfg("model.weights=none")
+    module = Multitask(instantiate(cfg.model), tasks=[{"name": n} for n in data_tasks], data_tasks=data_tasks,
+                       optimizer=None)
+    n = 8
+    targets = {"digit": torch.arange(n), "parity": torch.tensor([0, 1, 0, 1, -1, -1, -1, -1]),
+               "size": torch.full((n,), math.nan), "flags": torch.randint(0, 2, (n, 3)).float()}
+    images = torch.randn(n, 3, 32, 32)
+    total, losses, _ = module.compute_losses(module(images), targets)
+    assert torch.isfinite(total) and all(torch.isfinite(v) for v in losses.values())
+    assert losses["size"] == 0 and losses["parity"] > 0
+    total.backward()
+    module.shared_step((images, targets), "val")  # updates the metrics
+    assert module.head["size"][-1].weight.grad.abs().sum() == 0  # no label, no gradient
+    assert module.head["parity"][-1].weight.grad.abs().sum() > 0
+    counted = {name: int(c[f"val/task/{name}/acc"].tp.sum() + c[f"val/task/{name}/acc"].fn.sum())
+               for name, c in module.val_metrics.items() if name in ("digit", "parity")}
+    assert counted == {"digit": 8, "parity": 4}
+    assert not any(m.update_called for m in module.val_metrics["size"].values())
+    assert int(module.val_metrics["flags"]["val/task/flags/acc"].tp.sum()
+               + module.val_metrics["flags"]["val/task/flags/acc"].fn.sum()
+               + module.val_metrics["flags"]["val/task/flags/acc"].tn.sum()
+               + module.val_metrics["flags"]["val/task/flags/acc"].fp.sum()) == 3 * n
+
+
+def test_freezing_and_lr_multipliers_are_finetunes(make_cfg):
+    """Same helpers, not copies: the stage groups and frozen stages of multitask equal finetune's."""
+    assert issubclass(Multitask, Finetune)
+    assert Multitask.parameter_groups is TransferModule.parameter_groups
+    assert Multitask.frozen_depth is Finetune.frozen_depth and Multitask.apply_freezing is TransferModule.apply_freezing
+    common = ("strategy.freeze_depth=3", "strategy.backbone_lr_mult=0.1", "strategy.layer_decay=0.5")
+    single = build(make_cfg(*common, run="finetune"))[2]
+    multi = build(make_cfg("strategy=multitask", *common, run="multitask"))[2]
+    groups = {name: module.parameter_groups(0.01, 0.05) for name, module in (("single", single), ("multi", multi))}
+    stage = {name: [(g["name"], g["lr"], len(g["params"])) for g in gs if g["name"].startswith("stage")]
+             for name, gs in groups.items()}
+    assert stage["single"] == stage["multi"] and len(stage["multi"]) >= multi.backbone.num_stages
+    head = [p for g in groups["multi"] if g["name"].startswith("head") for p in g["params"]]
+    assert {id(p) for p in multi.head.parameters()} == {id(p) for p in head}
+    assert all(g["lr"] == 0.01 for g in groups["multi"] if g["name"].startswith("head"))
+    trainable = [[p.requires_grad for p in m.backbone.parameters()] for m in (single, multi)]
+    assert trainable[0] == trainable[1] and not all(trainable[1]) and any(trainable[1])
+
+
+def test_single_task_multitask_equals_finetune(make_cfg):
+    """One task through multitask is finetune: same init order, data order and loss, so bit-identical weights."""
+    common = ("trainer.limit_train_batches=3", "logger=none", "callbacks.evaluation_figures=null")
+    results = {}
+    for name, extra in {"finetune": [], "multitask": ["strategy=multitask", "strategy.tasks=[{name: digit}]"]}.items():
+        _, datamodule, module, trainer = build(make_cfg(*common, *extra, run=name))
+        trainer.fit(module, datamodule=datamodule)
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        results[name] = (float(trainer.callback_metrics["test/acc"]), module)
+    (acc_f, finetune), (acc_m, multitask) = results["finetune"], results["multitask"]
+    assert acc_f == acc_m
+    assert all(torch.equal(a, b) for a, b in zip(finetune.backbone.state_dict().values(),
+                                                 multitask.backbone.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(finetune.head.parameters(), multitask.head["digit"].parameters()))
+
+
+def test_bad_task_declarations_are_clear(make_cfg):
+    with pytest.raises(TransferlabError, match=r"task\(s\) \['shape'\]: DigitsDataModule derives \['digit', 'ge5', "):
+        build(make_cfg("strategy=multitask", "strategy.tasks=[{name: digit}, {name: shape}]"))
+    with pytest.raises(TransferlabError, match=r"strategy.tasks\[parity\].num_classes=3 but the data's task has"):
+        build(make_cfg("strategy=multitask", "strategy.tasks=[{name: parity, num_classes: 3}]"))
+    with pytest.raises(TransferlabError, match="use strategy=multitask"):
+        build(make_cfg("data.tasks=[digit]"))
+    with pytest.raises(TransferlabError, match="strategy.weighting='magic'"):
+        build(make_cfg("strategy=multitask", "strategy.weighting=magic"))
+
+
+def test_task_losses_are_torch_losses_over_labelled_rows():
+    from torch.nn import functional as F
+
+    from transferlab.strategies.task_specs import TaskLoss, resolve_tasks
+
+    specs = resolve_tasks([{"name": "organ", "num_classes": 3, "class_weights": [1.0, 2.0, 3.0]},
+                           {"name": "flags", "num_classes": 2, "kind": "multilabel"},
+                           {"name": "age", "kind": "regression", "num_classes": 1}], None, label_smoothing=0.1)
+    organ, flags, age = (TaskLoss(s) for s in specs)
+    logits = torch.randn(4, 3, requires_grad=True)
+    target = torch.tensor([2, -1, 0, 1])
+    expected = F.cross_entropy(logits[[0, 2, 3]], target[[0, 2, 3]], weight=torch.tensor([1.0, 2.0, 3.0]),
+                               label_smoothing=0.1)
+    assert torch.allclose(organ(*organ.labelled(logits, target)), expected)
+    multi, multi_target = torch.randn(3, 2), torch.tensor([[1.0, 0.0], [math.nan, math.nan], [0.0, 0.0]])
+    assert torch.allclose(flags(*flags.labelled(multi, multi_target)),
+                          F.binary_cross_entropy_with_logits(multi[[0, 2]], multi_target[[0, 2]]))
+    values = torch.randn(3, 1)
+    assert torch.allclose(age(*age.labelled(values, torch.tensor([1.0, math.nan, 3.0]))),
+                          F.mse_loss(values[[0, 2], 0], torch.tensor([1.0, 3.0])))
+    none = organ(*organ.labelled(logits, torch.full((4,), -1)))
+    assert none == 0 and none.requires_grad  # zero, not NaN, and still part of the graph
+    with pytest.raises(TransferlabError, match=r"class_weights needs a multiclass task and one weight per class"):
+        resolve_tasks([{"name": "organ", "num_classes": 3, "class_weights": [1.0, 2.0]}], None)

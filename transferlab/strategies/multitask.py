@@ -1,0 +1,191 @@
+"""Multi-task learning: one shared backbone, one head per task, fixed or learned (uncertainty) loss weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from transferlab.data.tasks import missing
+from transferlab.errors import TransferlabError
+from transferlab.heads import build_head
+from transferlab.strategies.finetune import Finetune
+from transferlab.strategies.task_specs import TaskLoss, resolve_tasks, task_metrics
+
+WEIGHTINGS = ("fixed", "uncertainty")
+STAGES = ("train", "val", "test")
+
+
+class Multitask(Finetune):
+    """``Finetune`` with an ``nn.ModuleDict`` of heads, one per task, on the same backbone.
+
+    Freezing, gradual unfreezing and the parameter groups (stage lrs, ``backbone_lr_mult``, ``layer_decay``) are
+    ``Finetune``'s; every head and the learned log-variances train at the head lr.
+
+    Batches are ``(images, {task: labels})``; a missing label (``-1`` for classes, ``NaN`` for regression and
+    multi-label targets) is ignored for that task only. The total loss is ``sum_i weight_i * loss_i``
+    (``weighting="fixed"``) or, with ``weighting="uncertainty"`` (Kendall, Gal & Cipolla 2018),
+    ``sum_i weight_i * exp(-s_i) * loss_i + s_i`` with a learned log-variance ``s_i`` per task; a task with no
+    labelled sample in the batch contributes nothing. Logged per stage: ``<stage>/task/<name>/{loss,acc,f1|mae}``,
+    ``train/task/<name>/weight`` (the effective weight), and ``<stage>/acc``, the mean accuracy of the
+    classification tasks, so ``monitor: val/acc`` keeps working.
+
+    Args:
+        tasks: task specs, e.g. ``[{name: digit}, {name: parity, weight: 0.5}]``; see ``resolve_tasks``.
+        weighting: ``"fixed"`` or ``"uncertainty"``.
+        data_tasks: the DataModule's ``tasks`` (passed by ``transferlab.run``); fills null ``num_classes``.
+        num_classes: ignored (the tasks define their own); accepted because ``transferlab.run`` passes it.
+        **kwargs: see ``Finetune`` and ``TransferModule``; ``head_hidden``, ``head_dropout`` and
+            ``label_smoothing`` are defaults for tasks that do not set their own.
+
+    Example:
+        ``python -m transferlab.run strategy=multitask strategy.weighting=uncertainty``  (digit, parity, >= 5)
+    """
+
+    def __init__(self, backbone, num_classes: int | None = None, optimizer=None, scheduler=None,
+                 tasks: Sequence[Mapping] = (), weighting: str = "fixed",
+                 data_tasks: Mapping[str, Mapping] | None = None, head_hidden: Sequence[int] = (),
+                 head_dropout: float = 0.0, label_smoothing: float = 0.0, **kwargs):
+        if weighting not in WEIGHTINGS:
+            raise TransferlabError(f"strategy.weighting={weighting!r} must be one of {', '.join(WEIGHTINGS)}")
+        specs = resolve_tasks(tasks, data_tasks, head_hidden, head_dropout, label_smoothing)
+        first = specs[0]  # built by TransferModule exactly as Finetune builds its head: same init, same RNG draws
+        super().__init__(backbone, first["num_classes"], optimizer, scheduler, head_hidden=first["head_hidden"],
+                         head_dropout=first["head_dropout"], label_smoothing=first["label_smoothing"], **kwargs)
+        self.hparams.update(tasks=specs, weighting=weighting, data_tasks=None, num_classes=None,
+                            head_hidden=list(head_hidden or ()), head_dropout=head_dropout,
+                            label_smoothing=label_smoothing)
+        self.specs = {spec["name"]: spec for spec in specs}
+        heads = {first["name"]: self.head}
+        heads.update({s["name"]: build_head(backbone.num_features, s["num_classes"], s["head_hidden"],
+                                            s["head_dropout"]) for s in specs[1:]})
+        self.head = nn.ModuleDict(heads)
+        self.losses = nn.ModuleDict({name: TaskLoss(spec) for name, spec in self.specs.items()})
+        del self.train_acc, self.val_acc, self.test_acc  # replaced by per-task metrics
+        for stage in STAGES:
+            setattr(self, f"{stage}_metrics", nn.ModuleDict(
+                {name: task_metrics(spec, f"{stage}/task/{name}/") for name, spec in self.specs.items()}))
+        self.log_vars = nn.Parameter(torch.zeros(len(specs))) if weighting == "uncertainty" else None
+        self.task_class_names = {name: spec["class_names"] for name, spec in self.specs.items()}
+        if first["kind"] != "multiclass":
+            self.num_classes = None  # the confusion-matrix callback draws the first task only when it has classes
+
+    # --- forward and loss ---------------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.features(images)
+        return {name: head(features) for name, head in self.head.items()}
+
+    def effective_weights(self) -> torch.Tensor:
+        """Each task's loss multiplier now: ``weight``, times ``exp(-s)`` under uncertainty weighting."""
+        fixed = torch.tensor([s["weight"] for s in self.specs.values()], device=self.device)
+        return fixed if self.log_vars is None else fixed * torch.exp(-self.log_vars)
+
+    def compute_losses(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]):
+        """``(total, {task: loss}, {task: (labelled output, labelled target)})`` for one batch."""
+        if not isinstance(targets, Mapping):
+            raise TransferlabError("strategy=multitask needs batches (images, {task: labels}); set data.tasks "
+                                   "(transferlab.run does this from strategy.tasks)")
+        labelled = {name: self.losses[name].labelled(outputs[name], targets[name]) for name in self.specs}
+        losses = {name: self.losses[name](*labelled[name]) for name in self.specs}
+        stacked = torch.stack(list(losses.values()))
+        total = (self.effective_weights() * stacked).sum()
+        if self.log_vars is not None:  # the regulariser only for tasks with labels in this batch
+            present = torch.stack([torch.tensor(len(o) > 0, device=self.device) for o, _ in labelled.values()])
+            total = total + (self.log_vars * present).sum()
+        return total, losses, labelled
+
+    def shared_step(self, batch, stage: str) -> tuple[torch.Tensor, dict]:
+        """Forward, loss, metric updates and logging of one batch of ``stage``; returns (total loss, outputs)."""
+        images, targets = batch
+        outputs = self(images)
+        total, losses, labelled = self.compute_losses(outputs, targets)
+        metrics = getattr(self, f"{stage}_metrics")
+        on_step = stage == "train"
+        for name, (output, target) in labelled.items():
+            self.log(f"{stage}/task/{name}/loss", losses[name], on_step=on_step, on_epoch=True)
+            if len(output):
+                metrics[name].update(*self.losses[name].for_metrics(output, target))
+        self.log(f"{stage}/loss", total, on_step=on_step, on_epoch=True, prog_bar=True)
+        return total, labelled
+
+    def epoch_metrics(self, stage: str) -> torch.Tensor | None:
+        """Log every task's metrics for the epoch and ``<stage>/acc``, the mean accuracy of the class tasks
+        (returned; None when no class task had labels)."""
+        metrics = getattr(self, f"{stage}_metrics")
+        accs = []
+        for name, collection in metrics.items():
+            if any(m.update_called for m in collection.values()):
+                values = collection.compute()
+                self.log_dict(values)
+                accs += [values[f"{stage}/task/{name}/acc"]] if self.specs[name]["kind"] != "regression" else []
+            collection.reset()
+        if not accs:
+            return None
+        mean = torch.stack(accs).mean()
+        self.log(f"{stage}/acc", mean, prog_bar=True)
+        return mean
+
+    def training_step(self, batch, batch_idx):
+        total, _ = self.shared_step(batch, "train")
+        self.check_finite(total)
+        for name, weight in zip(self.specs, self.effective_weights().detach()):
+            self.log(f"train/task/{name}/weight", weight, on_step=True, on_epoch=False)
+        return total
+
+    def on_train_epoch_end(self) -> None:
+        self.epoch_metrics("train")
+
+    def validation_step(self, batch, batch_idx):
+        self.shared_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.epoch_metrics("val")
+        if acc is not None:
+            self.val_acc_best(acc)
+            self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        """The first task's labelled logits, targets and images feed the confusion-matrix callback."""
+        total, labelled = self.shared_step(batch, "test")
+        first = next(iter(self.specs.values()))
+        if first["kind"] != "multiclass":
+            return {"loss": total}
+        logits, target = labelled[first["name"]]
+        images = batch[0][~missing(batch[1][first["name"]])]
+        return {"loss": total, "logits": logits.detach(), "target": target, "images": images}
+
+    def on_test_epoch_end(self) -> None:
+        self.epoch_metrics("test")
+
+    def predict_step(self, batch, batch_idx):
+        """``{task: probabilities}`` (softmax, or sigmoid for multi-label) or raw values for regression."""
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        activations = {"multiclass": lambda x: x.softmax(dim=-1), "multilabel": torch.sigmoid}
+        return {name: activations.get(self.specs[name]["kind"], lambda x: x)(out)
+                for name, out in self(images).items()}
+
+    # --- data and checkpoints -----------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self.apply_freezing()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            return
+        data_tasks = getattr(datamodule, "tasks", None)
+        if not data_tasks:
+            raise TransferlabError("strategy=multitask needs a DataModule with tasks; set data.tasks")
+        for name, spec in self.specs.items():
+            theirs = data_tasks.get(name)
+            if theirs is None or (theirs["num_classes"], theirs["kind"]) != (spec["num_classes"], spec["kind"]):
+                raise TransferlabError(f"task {name!r} of the model ({spec['num_classes']} {spec['kind']}) does not "
+                                       f"match the data's ({theirs and (theirs['num_classes'], theirs['kind'])})")
+            self.task_class_names[name] = list(theirs["class_names"])
+        self.class_names = self.task_class_names[next(iter(self.specs))]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["transferlab"]["task_class_names"] = dict(self.task_class_names)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.task_class_names.update(checkpoint.get("transferlab", {}).get("task_class_names") or {})
