@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import run_cli
 from fakes import CIFAR10_CLASSES, make_fake_cifar10, make_image_tree, patched_cifar10_md5
 
 from transferlab.data.cifar10 import CIFAR10DataModule
@@ -99,8 +99,7 @@ def test_bad_labels_csv_is_one_line_on_the_command_line(tmp_path, labelled_tree)
     root, _, lines = labelled_tree
     csv = write(tmp_path, lines[:3] + [lines[2]] + lines[3:])
     result = run_cli("data=imagefolder", f"data.root={root}", f"data.labels_csv={csv}", "strategy=multitask",
-                     CSV_TASKS, "logger=none", cwd=tmp_path, timeout=300,
-                     env={"PYTHONPATH": str(ROOT)})  # this checkout, whichever one is installed
+                     CSV_TASKS, "logger=none", cwd=tmp_path, timeout=300)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("transferlab: error:")]
     assert len(errors) == 1 and "row 4:" in errors[0] and "listed twice (also row 3)" in errors[0]
