@@ -1,7 +1,8 @@
 """Strategies: one LightningModule each, on the shared ``TransferModule`` base."""
 
 from transferlab.strategies.base import TransferModule
+from transferlab.strategies.dann import DANN
 from transferlab.strategies.finetune import Finetune
 from transferlab.strategies.linear_probe import LinearProbe
 
-__all__ = ["Finetune", "LinearProbe", "TransferModule"]
+__all__ = ["DANN", "Finetune", "LinearProbe", "TransferModule"]
