@@ -69,7 +69,9 @@ class ValidatorSelection(L.Callback):
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.history = list(state_dict.get("history", []))
+        # Merged by epoch: ``trainer.test(ckpt_path="best")`` loads an older checkpoint after fitting.
+        rows = {r["epoch"]: r for r in state_dict.get("history", [])} | {r["epoch"]: r for r in self.history}
+        self.history = [rows[e] for e in sorted(rows)]
 
 
 class DomainReport(L.Callback):
