@@ -48,7 +48,9 @@ def make_cfg(tmp_path):
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m transferlab.run *args`` in ``cwd``, as a user would type it, importing this checkout."""
-    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT), **(env or {})}
+    # This checkout's package first, whichever copy is installed (git worktrees share one environment).
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": path, **(env or {})}
     return subprocess.run([sys.executable, "-m", "transferlab.run", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=full_env)
 

@@ -48,10 +48,10 @@ def cached_weights(tmp_path, monkeypatch):
 def test_every_group_has_its_options():
     assert set(options("model")) >= {"resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_b0",
                                      "mobilenet_v3_large", "convnext_tiny", "vit_b_16", "timm", "efficientnet_lite0"}
-    assert set(options("strategy")) >= {"finetune", "linear_probe", "scratch", "multitask"}
-    assert set(options("data")) >= {"cifar10", "imagefolder", "digits"}
+    assert set(options("strategy")) >= {"finetune", "linear_probe", "scratch", "multitask", "dann", "source_only"}
+    assert set(options("data")) >= {"cifar10", "imagefolder", "digits", "domain_pair", "digits_blend"}
     assert set(options("optimizer")) == {"sgd", "adam", "adamw"}
-    assert set(options("scheduler")) == {"cosine", "step", "none"}
+    assert set(options("scheduler")) == {"cosine", "step", "none", "dann"}
     assert set(options("trainer")) >= {"cpu", "gpu", "ddp"}
     assert set(options("debug")) >= {"default", "fdr", "limit", "overfit", "profiler"}
     assert set(options("experiment")) >= {"cifar10_resnet18_sgd", "ct_feature_extractor", "digits_fewshot",
@@ -96,6 +96,14 @@ def test_data_configs(make_cfg, datasets):
         datamodule.setup("fit")
         images, labels = next(iter(datamodule.train_dataloader()))
         assert images.shape[1:] == (3, 32, 32) and labels.max() < datamodule.num_classes
+    domain = {"digits_blend": [], "domain_pair": [f"data.source={datasets['tree']}", f"data.target={datasets['tree']}",
+                                                "data.num_workers=0", "data.persistent_workers=false"]}
+    assert set(domain) | {"digits", "cifar10", "imagefolder"} == set(options("data"))
+    for name, extra in domain.items():  # two-domain data: batches of {"source": ..., "target": ...}
+        _, datamodule, module, trainer = build(make_cfg(f"data={name}", "strategy=dann", *extra))
+        datamodule.setup("fit")
+        batch, _, _ = next(iter(datamodule.train_dataloader()))
+        assert {k: v[0].shape[1:] for k, v in batch.items()} == {"source": (3, 32, 32), "target": (3, 32, 32)}
 
 
 def test_paths_and_hydra_configs(make_cfg, tmp_path):

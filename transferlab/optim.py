@@ -77,3 +77,22 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmu
 def step_lr(optimizer: torch.optim.Optimizer, step_size: int = 7, gamma: float = 0.1, **_) -> dict:
     """Multiply every learning rate by ``gamma`` each ``step_size`` epochs."""
     return {"scheduler": StepLR(optimizer, step_size=step_size, gamma=gamma), "interval": "epoch", "name": "lr"}
+
+
+class InverseDecay:
+    """Multiplier ``(1 + alpha * p) ** -beta`` of the base lr at progress ``p = step / total_steps``."""
+
+    def __init__(self, total_steps: int, alpha: float, beta: float):
+        self.total_steps, self.alpha, self.beta = total_steps, alpha, beta
+
+    def __call__(self, step: int) -> float:
+        return (1 + self.alpha * min(step / self.total_steps, 1.0)) ** -self.beta
+
+
+def dann_annealing(optimizer: torch.optim.Optimizer, total_steps: int, alpha: float = 10.0, beta: float = 0.75,
+                   **_) -> dict:
+    """DANN's lr annealing ``mu_p = mu_0 / (1 + alpha p) ** beta`` (Ganin et al.: alpha 10, beta 0.75), per step.
+
+    Every parameter group keeps its ratio to its base lr (backbone multipliers survive)."""
+    schedule = LambdaLR(optimizer, InverseDecay(max(int(total_steps), 1), float(alpha), float(beta)))
+    return {"scheduler": schedule, "interval": "step", "name": "lr"}

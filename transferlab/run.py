@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.errors import TransferlabError
@@ -125,6 +126,9 @@ def train(cfg: DictConfig) -> float:
         metrics = {**validated, **final_metrics(trainer)}
         payload.update(status="completed", metrics=metrics, best_model_path=best,
                        monitor_value=metrics.get(cfg.monitor, math.nan))
+        for source in (module, *trainer.callbacks):  # extra entries, e.g. DA model-selection reports
+            if callable(getattr(source, "metrics_report", None)):
+                payload.update(source.metrics_report())
         for logger in trainer.loggers:
             logger.log_hyperparams(flat_config(cfg), {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()
                                                       if k.startswith(("test/", "val/acc_best"))})
@@ -134,7 +138,8 @@ def train(cfg: DictConfig) -> float:
         raise
     finally:
         payload["seconds"] = round(time.perf_counter() - start, 2)
-        write_metrics(output_dir, payload)
+        if rank_zero_only.rank == 0:  # under DDP every rank runs train(); one writes
+            write_metrics(output_dir, payload)
 
 
 def flat_config(cfg: DictConfig) -> dict:

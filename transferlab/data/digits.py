@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torchvision.transforms import v2
 
+from transferlab.backbones.backbone import DataConfig
 from transferlab.data.base import TensorImageDataset, TransferDataModule, few_shot, stratified_split
 
 
@@ -17,6 +18,22 @@ def load_digit_images(size: int) -> tuple[torch.Tensor, np.ndarray]:
     images = torch.from_numpy(digits.images).float().div(16.0).unsqueeze(1)
     images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
     return images.mul(255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous(), digits.target
+
+
+def digit_splits(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int):
+    """Stratified, seeded ``(train, val, test)`` indices; fractions are shares of all images."""
+    rest, test = stratified_split(labels, test_fraction, seed)
+    train, val = stratified_split(labels[rest], val_fraction / (1 - test_fraction), seed)
+    return rest[train], rest[val], test
+
+
+def tensor_transforms(data_config: DataConfig, size: int, crop_scale) -> tuple[v2.Compose, v2.Compose]:
+    """(train, eval) transforms of uint8 image tensors: a mild random-resized crop (no flips), then normalisation."""
+    normalize = [v2.ToDtype(torch.float32, scale=True),
+                 v2.Normalize(mean=list(data_config.mean), std=list(data_config.std))]
+    augment = v2.Compose([v2.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=(0.9, 1.1), antialias=True),
+                          *normalize])
+    return augment, v2.Compose(normalize)
 
 
 class DigitsDataModule(TransferDataModule):
@@ -48,15 +65,9 @@ class DigitsDataModule(TransferDataModule):
         if self.train_set is not None:
             return
         images, labels = load_digit_images(self.image_size)
-        rest, test = stratified_split(labels, self.test_fraction, self.split_seed)
-        train, val = stratified_split(labels[rest], self.val_fraction / (1 - self.test_fraction), self.split_seed)
-        train, val = rest[train], rest[val]
+        train, val, test = digit_splits(labels, self.val_fraction, self.test_fraction, self.split_seed)
         train = few_shot(train, labels, self.samples_per_class, self.split_seed)
-        mean, std = list(self.data_config.mean), list(self.data_config.std)
-        normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=mean, std=std)]
-        augment = v2.Compose([v2.RandomResizedCrop(self.image_size, scale=self.crop_scale, ratio=(0.9, 1.1),
-                                                   antialias=True), *normalize])
-        plain = v2.Compose(normalize)
+        augment, plain = tensor_transforms(self.data_config, self.image_size, self.crop_scale)
         self.train_set = self.with_tasks(TensorImageDataset(images[train], labels[train], augment), labels[train])
         self.val_set = self.with_tasks(TensorImageDataset(images[val], labels[val], plain), labels[val])
         self.test_set = self.with_tasks(TensorImageDataset(images[test], labels[test], plain), labels[test])

@@ -97,11 +97,15 @@ class TransferModule(L.LightningModule):
         images, target = batch
         logits = self(images)
         loss = self.classification_loss(logits, target)
+        self.log_training(loss, logits, target)
+        return loss
+
+    def log_training(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Stop on a non-finite ``loss``; log it and the training accuracy of ``logits``."""
         self.check_finite(loss)
         self.train_acc(logits, target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # the sanity check must not count as a best

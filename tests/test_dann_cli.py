@@ -1,0 +1,72 @@
+"""DANN from the command line: bad input, DDP on CPU against one process, and the benchmark's smoke run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from conftest import ROOT, run_cli
+from fakes import make_image_tree
+
+from transferlab.heads import dann_lambda
+from transferlab.run import build
+
+
+@pytest.fixture
+def folders(tmp_path):
+    made = {name: make_image_tree(tmp_path / name, classes=classes, per_class=6, size=16, modes=("RGB",))
+            for name, classes in [("source", ("a", "b")), ("target", ("a", "c"))]}
+    (tmp_path / "empty").mkdir()
+    return {**made, "empty": tmp_path / "empty"}
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["data=domain_pair", "data.source={source}", "data.target={target}"], "source and target class names differ"),
+    (["data=domain_pair", "data.source={source}", "data.target={empty}"], "has no images"),
+    (["data=digits"], "strategy=dann/source_only needs data with a target domain"),
+])
+def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, folders, args, expected):
+    args = [a.format(**folders) for a in args]
+    result = run_cli("strategy=dann", *args, "debug=fdr", "data.num_workers=0", cwd=tmp_path, timeout=300)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 30
+
+
+DDP = ["strategy=dann", "data=digits_blend", "data.batch_size=8", "trainer.max_epochs=1",
+       "trainer.limit_train_batches=3", "trainer.limit_val_batches=null", "trainer.limit_test_batches=2",
+       "trainer.precision=32", "trainer.deterministic=true", "callbacks.domain_report=null",
+       "callbacks.validator_selection=null", "callbacks.evaluation_figures=null", "logger=none"]
+
+
+def test_ddp_on_cpu_agrees_with_one_process(tmp_path, make_cfg):
+    """Agreement means: lambda at the last step is the one-process value for the same global step (it depends only
+    on global_step / total steps, and total steps per rank equal one process's with the same limit), and the
+    validators DDP computed from gathered outputs equal those one process computes on the same weights (same
+    samples: 180 val images split evenly, no padding); accuracies exactly, the rest to float tolerance."""
+    run = tmp_path / "ddp"
+    result = run_cli(*DDP, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                     "trainer.channels_last=false", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run}",
+                     cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert metrics["dann/lambda"] == pytest.approx(dann_lambda(2 / 3), rel=1e-6)
+    _, datamodule, module, trainer = build(make_cfg(*DDP))
+    trainer.validate(module, datamodule=datamodule, ckpt_path=str(run / "checkpoints" / "last.ckpt"), verbose=False)
+    single = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    for key in ("val/acc", "val/target_acc_oracle"):
+        assert metrics[key] == single[key], key
+    for key in ("val/im", "val/snd", "val/neg_dev_risk"):
+        assert metrics[key] == pytest.approx(single[key], rel=1e-3, abs=1e-4), key
+
+
+def test_benchmark_quick_runs_both_strategies(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "dann_vs_source_only.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--out", str(tmp_path / "bench")])
+    assert set(rows) == {"source_only", "dann"} and all(len(r) == 1 for r in rows.values())
+    assert all(0 <= r[0]["test/acc"] <= 1 and r[0]["val/snd"] is not None for r in rows.values())
+    text = (tmp_path / "bench" / "result.md").read_text()
+    assert "| source_only |" in text and "| dann |" in text and "DANN gain" in text

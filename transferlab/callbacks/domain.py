@@ -1,0 +1,155 @@
+"""Domain adaptation reports: label-free model selection against the oracle, proxy A-distance, feature embedding.
+
+Both callbacks need a module with ``collect(loader)`` (``transferlab.strategies.DANN``) and a ``DomainDataModule``.
+``transferlab.run.train`` merges each callback's ``metrics_report()`` into ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from transferlab.analysis.validators import proxy_a_distance
+
+VALIDATORS = ("val/acc", "val/im", "val/snd", "val/neg_dev_risk")
+ORACLE = "val/target_acc_oracle"
+
+
+class ValidatorSelection(L.Callback):
+    """After each validation, record every validator and the accuracy on the labelled target test split.
+
+    The target test accuracy is recorded, never used: ``metrics_report()`` gives, for each label-free validator,
+    the epoch it would select (its maximum) and the target test accuracy at that epoch, beside the oracle's choice
+    (the epoch of best target *validation* accuracy) and the best target test accuracy of any epoch, which is what
+    selecting on test labels (as TLlib does) would report. The history is in the checkpoint, so it survives resume.
+    """
+
+    def __init__(self, validators=VALIDATORS):
+        self.validators = list(validators)
+        self.history: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update({k: float(trainer.callback_metrics[k]) for k in (*self.validators, ORACLE)
+                    if k in trainer.callback_metrics})
+        loader = trainer.datamodule.target_test_dataloader()
+        if loader is not None:
+            out = pl_module.collect(loader)
+            row["target_test_acc"] = float((out["probs"].argmax(1) == out["labels"]).float().mean())
+        self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
+
+    def metrics_report(self) -> dict:
+        if not self.history:
+            return {}
+        chosen = {}
+        for key in (*self.validators, ORACLE):
+            rows = [r for r in self.history if key in r and math.isfinite(r[key])]
+            if rows:
+                best = max(rows, key=lambda r: r[key])  # first epoch among ties
+                chosen[key] = {"epoch": best["epoch"], "value": best[key],
+                               "target_test_acc": best.get("target_test_acc", math.nan)}
+        accs = [r["target_test_acc"] for r in self.history if "target_test_acc" in r]
+        report = {"selection": chosen, "history": self.history}
+        if accs:
+            report["target_test_acc_last"] = accs[-1]
+            report["target_test_acc_best_epoch_cheating"] = max(accs)
+        return {"domain_adaptation": report}
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # Merged by epoch: ``trainer.test(ckpt_path="best")`` loads an older checkpoint after fitting.
+        rows = {r["epoch"]: r for r in state_dict.get("history", [])} | {r["epoch"]: r for r in self.history}
+        self.history = [rows[e] for e in sorted(rows)]
+
+
+class DomainReport(L.Callback):
+    """Proxy A-distance of source vs target features at the start and end of fitting, and a 2-D embedding.
+
+    Features are the module's bottleneck features of the source and target validation splits. The embedding
+    (t-SNE or PCA) is drawn twice, coloured by domain and by class (target classes only where labels exist), and
+    saved as ``<dirpath>/embedding.png`` and to TensorBoard (tag ``fit/embedding``). Only global rank 0 computes.
+
+    Args:
+        dirpath: folder of the PNG; ``None`` = ``<trainer.default_root_dir>/figures``.
+        method: ``"tsne"`` or ``"pca"``.
+        max_samples: points per domain.
+    """
+
+    def __init__(self, dirpath: str | Path | None = None, method: str = "tsne", max_samples: int = 500):
+        if method not in ("tsne", "pca"):
+            raise ValueError(f"method={method!r} must be tsne or pca")
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.method, self.max_samples = method, int(max_samples)
+        self.report: dict[str, float] = {}
+
+    def _features(self, trainer, pl_module) -> tuple[dict, dict]:
+        datamodule = trainer.datamodule
+        datamodule.setup("fit")
+        source_loader, target_loader = datamodule.val_dataloader()
+        return (pl_module.collect(source_loader, self.max_samples), pl_module.collect(target_loader, self.max_samples))
+
+    def _log(self, trainer, name: str, value: float) -> None:
+        self.report[name] = value
+        for logger in trainer.loggers:
+            logger.log_metrics({name: value}, step=trainer.global_step)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            source, target = self._features(trainer, pl_module)
+            self._log(trainer, "domain/pad_start", proxy_a_distance(source["features"], target["features"]))
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        source, target = self._features(trainer, pl_module)
+        self._log(trainer, "domain/pad_end", proxy_a_distance(source["features"], target["features"]))
+        figure = self.embedding_figure(source, target)
+        out = self.dirpath if self.dirpath is not None else Path(trainer.default_root_dir) / "figures"
+        out.mkdir(parents=True, exist_ok=True)
+        figure.savefig(out / "embedding.png", dpi=100, bbox_inches="tight")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("fit/embedding", figure, global_step=trainer.global_step)
+                logger.experiment.flush()
+
+    def embedding_figure(self, source: dict, target: dict) -> Figure:
+        features = torch.cat([source["features"], target["features"]]).numpy()
+        if self.method == "tsne":
+            points = TSNE(2, init="pca", perplexity=min(30.0, (len(features) - 1) / 3), random_state=0)
+            points = points.fit_transform(features)
+        else:
+            points = PCA(2, random_state=0).fit_transform(features)
+        n = len(source["features"])
+        labels = torch.cat([source["labels"], target["labels"]]).numpy()
+        fig = Figure(figsize=(12, 5.5))
+        by_domain, by_class = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+        by_domain.scatter(*points[:n].T, s=6, c="tab:blue", label="source", alpha=0.6)
+        by_domain.scatter(*points[n:].T, s=6, c="tab:red", label="target", alpha=0.6)
+        by_domain.legend(markerscale=3)
+        by_domain.set_title(f"by domain ({self.method})")
+        known = labels >= 0
+        domain_marker = np.r_[np.zeros(n, bool), np.ones(len(points) - n, bool)]
+        for marker, mask in (("o", known & ~domain_marker), ("x", known & domain_marker)):
+            by_class.scatter(*points[mask].T, s=8, c=labels[mask], cmap="tab10", marker=marker, alpha=0.7,
+                             vmin=0, vmax=max(int(labels.max()), 1))
+        by_class.set_title("by class (o source, x target)")
+        for ax in (by_domain, by_class):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        return fig
+
+    def metrics_report(self) -> dict:
+        return dict(self.report)

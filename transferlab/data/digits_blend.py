@@ -1,0 +1,93 @@
+"""An offline domain pair from packaged real data: scikit-learn digits -> the same digits blended with photographs.
+
+The target is made the way MNIST-M was made from MNIST (Ganin et al. 2016): each digit is combined with a random
+crop of a real colour photograph (scikit-image's astronaut, coffee, chelsea, rocket, ...) as ``|photo - digit|``,
+so strokes invert the photo's colours. Both domains share one stratified split of the 1,797 digits, so no target
+test digit is ever a source training digit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import skimage.data
+import torch
+import torch.nn.functional as F
+
+from transferlab.data.base import TensorImageDataset
+from transferlab.data.digits import digit_splits, load_digit_images, tensor_transforms
+from transferlab.data.domain_pair import DomainDataModule
+from transferlab.errors import TransferlabError
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "colorwheel")
+
+
+def load_photos(names: Sequence[str]) -> list[torch.Tensor]:
+    """scikit-image's packaged colour photographs as uint8 ``(3, H, W)`` tensors."""
+    photos = []
+    for name in names:
+        loader = getattr(skimage.data, str(name), None)
+        if loader is None:
+            raise TransferlabError(f"data.photos: skimage.data has no image {name!r}; use e.g. {', '.join(PHOTOS)}")
+        image = np.asarray(loader())
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        photos.append(torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1))
+    return photos
+
+
+def blend_with_photos(digits: torch.Tensor, photos: list[torch.Tensor], seed: int,
+                      max_crop_scale: float = 4.0) -> torch.Tensor:
+    """``|crop - digit|`` for each uint8 digit ``(N, 3, S, S)``, with a random crop of side ``S..max_crop_scale*S``
+    of a random photo, resized to ``S``. Deterministic for a ``seed``."""
+    rng = np.random.default_rng(seed)
+    size = digits.shape[-1]
+    out = torch.empty_like(digits)
+    for i, digit in enumerate(digits):
+        photo = photos[rng.integers(len(photos))]
+        side = int(rng.integers(size, max(int(max_crop_scale * size), size) + 1))
+        side = min(side, photo.shape[1], photo.shape[2])
+        top, left = rng.integers(photo.shape[1] - side + 1), rng.integers(photo.shape[2] - side + 1)
+        crop = photo[:, top:top + side, left:left + side].float().unsqueeze(0)
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        out[i] = (crop - digit.float()).abs().round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+class DigitsBlendDataModule(DomainDataModule):
+    """Source: scikit-learn's handwritten digits (white on black). Target: the same digits blended with photos.
+
+    Target labels are kept for evaluation only (oracle metrics and the target test split).
+
+    Args:
+        val_fraction: share of the digits for validation (both domains).
+        test_fraction: share for testing (both domains).
+        crop_scale: area range of the training random-resized crop.
+        photos: ``skimage.data`` image names used as backgrounds.
+        max_crop_scale: crops span 1 to this many digit sizes before resizing (larger = busier backgrounds).
+        **kwargs: see ``TransferDataModule``.
+    """
+
+    def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, crop_scale=(0.7, 1.0),
+                 photos: Sequence[str] = PHOTOS, max_crop_scale: float = 4.0, **kwargs):
+        super().__init__(**kwargs)
+        self.val_fraction, self.test_fraction, self.crop_scale = val_fraction, test_fraction, tuple(crop_scale)
+        self.photos, self.max_crop_scale = list(photos), float(max_crop_scale)
+        if not self.photos:
+            raise TransferlabError("data.photos is empty; name at least one skimage.data photograph")
+        self.class_names = [str(d) for d in range(10)]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        images, labels = load_digit_images(self.image_size)
+        blended = blend_with_photos(images, load_photos(self.photos), self.split_seed, self.max_crop_scale)
+        train, val, test = digit_splits(labels, self.val_fraction, self.test_fraction, self.split_seed)
+        augment, plain = tensor_transforms(self.data_config, self.image_size, self.crop_scale)
+        self.train_set = TensorImageDataset(images[train], labels[train], augment)
+        self.val_set = TensorImageDataset(images[val], labels[val], plain)
+        self.test_set = TensorImageDataset(images[test], labels[test], plain)
+        self.target_train = TensorImageDataset(blended[train], labels[train], augment)
+        self.target_val = TensorImageDataset(blended[val], labels[val], plain)
+        self.target_test = TensorImageDataset(blended[test], labels[test], plain)
