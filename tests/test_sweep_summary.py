@@ -143,3 +143,33 @@ def test_cli(grid_sweep, tmp_path, capsys):
     out = subprocess.run([sys.executable, "-m", "transferlab.analysis.sweep_summary", "--help"],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
     assert "--metric" in out and "--mode" in out
+
+
+def test_three_parameters_get_parallel_coordinates_in_png_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sweep = tmp_path / "sweep"
+    grid = [(d, lr, wd) for d in (0, 2) for lr in ("1e-2", "1e-3") for wd in ("0", "1e-4")]
+    for num, (depth, lr, wd) in enumerate(grid):
+        make_job(sweep, num, [f"strategy.freeze_depth={depth}", f"optimizer.lr={lr}",
+                              f"optimizer.weight_decay={wd}"], scores(0.5 + 0.05 * num))
+    make_job(sweep, len(grid), ["strategy.freeze_depth=4", "optimizer.lr=1e-2", "optimizer.weight_decay=0"],
+             None, status="failed", error="boom")
+    rows = summarize(sweep, echo=False)
+    assert rows[0]["job"] == "7" and rows[-1]["status"] == "failed"
+    assert_png(sweep / "parallel.png")
+    assert not (sweep / "heatmap.png").exists() and not (sweep / "bar.png").exists()
+    events = EventAccumulator(str(sweep / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert events.Tags()["images"] == ["sweep/parallel"]
+
+
+def test_markdown_shows_headline_metrics_and_csv_keeps_all(tmp_path):
+    sweep = tmp_path / "sweep"
+    for num, lr in enumerate(("1e-2", "1e-3")):
+        make_job(sweep, num, [f"optimizer.lr={lr}"], {**scores(0.6 + 0.1 * num), "lr/head": 0.01,
+                                                      "train/loss_step": 0.3})
+    summarize(sweep, echo=False)
+    md = (sweep / "summary.md").read_text()
+    assert "| job | optimizer.lr | status | test/acc | test/loss | train/loss | val/acc | val/acc_best | seconds |" in md
+    assert "lr/head" not in md and "train/loss_step" not in md
+    assert {"lr/head", "train/loss_step"} <= set(read_csv(sweep / "summary.csv")[0])

@@ -1,10 +1,11 @@
-"""Summarise a Hydra multirun folder: ``summary.csv``, ``summary.md`` and a heatmap / bar chart.
+"""Summarise a Hydra multirun folder: ``summary.csv``, ``summary.md`` and a heatmap / bar / parallel-coordinates chart.
 
     python -m transferlab.analysis.sweep_summary outputs/sweeps/<timestamp> [--metric test/acc] [--mode max]
 
 Each job folder (``<sweep>/<hydra.job.num>/``) holds ``.hydra/overrides.yaml`` and ``metrics.json``
-(written by ``transferlab.run``). Only ``summary.csv``, ``summary.md``, ``heatmap.png`` and ``bar.png``
-are ever written in the sweep folder; nothing else there is touched.
+(written by ``transferlab.run``). Only ``summary.csv``, ``summary.md``, ``heatmap.png`` (two swept parameters),
+``bar.png`` (one), ``parallel.png`` (more) and ``tensorboard/`` (the same figures) are ever written in the sweep
+folder; nothing else there is touched.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 STATUS_RANK = {"completed": 0, "failed": 1, "missing": 2}
+HEADLINE = ("test/", "val/", "train/loss", "train/acc")  # metric columns of summary.md (summary.csv has them all)
 
 
 def _job_key(path: Path) -> tuple:
@@ -88,22 +90,58 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _plot(path: Path, rows: list[dict], keys: list[str], metric: str, mode: str) -> None:
-    """``heatmap.png`` (two keys) or ``bar.png`` (one key) of ``metric``: best value per cell, Agg only."""
+def _finite_rows(rows: list[dict], metric: str) -> list[dict]:
+    return [row for row in rows if row["status"] == "completed" and isinstance(row.get(metric), float)
+            and math.isfinite(row[metric])]
+
+
+def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def parallel_coordinates(rows: list[dict], keys: list[str], metric: str, mode: str):
+    """One line per completed job across an axis per swept key and one for ``metric``, coloured by ``metric``."""
+    done = _finite_rows(rows, metric)
+    axes_values = [sorted({row.get(k, "") for row in rows}, key=_value_key) for k in keys]
+    fig = _figure(max(6.0, 1.8 * (len(keys) + 1)), 4.0)
+    ax = fig.add_subplot()
+    values = [row[metric] for row in done]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    span = (high - low) or 1.0
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    for row in sorted(done, key=lambda r: r[metric] if mode == "max" else -r[metric]):  # best drawn last
+        ys = [axes_values[i].index(row.get(k, "")) / max(len(axes_values[i]) - 1, 1) for i, k in enumerate(keys)]
+        score = (row[metric] - low) / span
+        ax.plot(range(len(keys) + 1), ys + [score], color=cmap(score if mode == "max" else 1 - score), alpha=0.8)
+    for i, choices in enumerate(axes_values):
+        for j, choice in enumerate(choices):
+            ax.annotate(str(choice), (i, j / max(len(choices) - 1, 1)), fontsize=8, ha="right",
+                        xytext=(-3, 0), textcoords="offset points")
+    ax.annotate(f"{high:.4g}", (len(keys), 1.0), fontsize=8, xytext=(3, 0), textcoords="offset points")
+    ax.annotate(f"{low:.4g}", (len(keys), 0.0), fontsize=8, xytext=(3, 0), textcoords="offset points")
+    ax.set_xticks(range(len(keys) + 1), [*keys, metric], rotation=15)
+    ax.set_yticks([])
+    for x in range(len(keys) + 1):
+        ax.axvline(x, color="grey", linewidth=0.8)
+    ax.set_title(f"{metric} over {len(keys)} swept parameters ({mode}; {len(done)} completed jobs)")
+    return fig
+
+
+def _plot(rows: list[dict], keys: list[str], metric: str, mode: str):
+    """Heatmap (two keys) or bar chart (one key) of ``metric``: the best value per cell."""
     pick = max if mode == "max" else min
     cells: dict[tuple, float] = {}
-    for row in rows:
-        value = row.get(metric)
-        if row["status"] == "completed" and isinstance(value, float) and math.isfinite(value):
-            cell = tuple(row.get(k, "") for k in keys)
-            cells[cell] = pick(cells.get(cell, value), value)
+    for row in _finite_rows(rows, metric):
+        cell = tuple(row.get(k, "") for k in keys)
+        cells[cell] = pick(cells.get(cell, row[metric]), row[metric])
     axes_values = [sorted({row.get(k, "") for row in rows}, key=_value_key) for k in keys]
-    fig = Figure(figsize=(max(4.0, 1.2 * len(axes_values[-1]) + 2), 3.5 if len(keys) == 1 else
-                          max(3.0, 0.8 * len(axes_values[0]) + 1.5)), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(max(4.0, 1.2 * len(axes_values[-1]) + 2),
+                  3.5 if len(keys) == 1 else max(3.0, 0.8 * len(axes_values[0]) + 1.5))
     ax = fig.add_subplot()
     if len(keys) == 1:
         xs = axes_values[0]
@@ -129,7 +167,7 @@ def _plot(path: Path, rows: list[dict], keys: list[str], metric: str, mode: str)
         ax.set_xlabel(keys[1])
         ax.set_ylabel(keys[0])
     ax.set_title(f"{metric} by {' x '.join(keys)} ({mode})")
-    fig.savefig(path, dpi=100)
+    return fig
 
 
 def summarize(sweep_dir: str | Path, metric: str = "test/acc", mode: str = "max", echo: bool = True) -> list[dict]:
@@ -169,14 +207,33 @@ def summarize(sweep_dir: str | Path, metric: str = "test/acc", mode: str = "max"
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    table = markdown_table(rows, columns)
-    (sweep / "summary.md").write_text(f"# Sweep summary: {sweep.name}\n\nSorted by `{metric}` ({mode}).\n\n{table}\n")
+    headline = [metric] + [k for k in metric_cols if k != metric and k.startswith(HEADLINE)
+                           and not k.endswith(("_step", "_epoch"))]
+    table = markdown_table(rows, ["job", *keys, "status", *headline, *columns[columns.index("seconds"):]])
+    (sweep / "summary.md").write_text(f"# Sweep summary: {sweep.name}\n\nSorted by `{metric}` ({mode}); every "
+                                      f"metric is in summary.csv.\n\n{table}\n")
     varying = [k for k in keys if len({row[k] for row in rows}) > 1]
+    figures = {}
     if len(varying) in (1, 2):
-        _plot(sweep / ("bar.png" if len(varying) == 1 else "heatmap.png"), rows, varying, metric, mode)
+        figures["bar" if len(varying) == 1 else "heatmap"] = _plot(rows, varying, metric, mode)
+    elif len(varying) > 2:
+        figures["parallel"] = parallel_coordinates(rows, varying, metric, mode)
+    for name, fig in figures.items():
+        fig.savefig(sweep / f"{name}.png", dpi=100)
+    if figures:
+        _log_to_tensorboard(sweep / "tensorboard", figures)
     if echo:
         print(table)
     return rows
+
+
+def _log_to_tensorboard(log_dir: Path, figures: dict) -> None:
+    """The summary figures as TensorBoard images (``tensorboard --logdir <sweep>``), tags ``sweep/<name>``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(log_dir)) as writer:
+        for name, fig in figures.items():
+            writer.add_figure(f"sweep/{name}", fig, close=False)
 
 
 class SweepSummary(Callback):

@@ -1,0 +1,58 @@
+"""Shared pieces of the benchmark scripts: device description, synchronised timing, a Lightning step timer."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import lightning as L
+import torch
+
+
+def device_name(device: torch.device) -> str:
+    """What the figures were measured on: the GPU's name, or the CPU model and thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor()) if platform.system() == "Linux" else platform.processor()
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def versions() -> str:
+    import lightning
+    return f"torch {torch.__version__}, lightning {lightning.__version__}"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def now(device: torch.device) -> float:
+    """``perf_counter`` after the device has finished its queued work."""
+    sync(device)
+    return time.perf_counter()
+
+
+class StepTimer(L.Callback):
+    """Wall time of the training steps after ``warmup`` steps, measured at batch boundaries (device synced)."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            self.start = now(pl_module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.start is not None:
+            self.end, self.steps = now(pl_module.device), self.steps + 1
+
+    @property
+    def seconds_per_step(self) -> float:
+        return (self.end - self.start) / self.steps
+
+
+def median(values) -> float:
+    return statistics.median(values)
