@@ -30,3 +30,18 @@ def test_probe_sweep_quick(tmp_path):
     assert 0 <= rows[0]["naive_test_acc"] <= 1 and 0 <= rows[0]["cached_test_acc"] <= 1
     assert (tmp_path / "k2_cached" / "metrics.json").is_file() and (tmp_path / "result.md").is_file()
     assert "probe/head1/val_acc" in json.loads((tmp_path / "k2_cached" / "metrics.json").read_text())["metrics"]
+
+
+def test_strategy_cost_quick(tmp_path):
+    result = load("strategy_cost").main(["--quick", "--out", str(tmp_path)])
+    assert set(result["ms_per_step"]) == {"dann", "source_only"} and all(v > 0 for v in result["ms_per_step"].values())
+    assert math.isclose(result["ratio_dann_vs_source_only"],
+                        result["ms_per_step"]["dann"] / result["ms_per_step"]["source_only"])
+
+
+def test_throughput_quick(tmp_path):
+    rows = load("throughput").main(["--quick", "--out", str(tmp_path)])
+    row = rows[0]
+    assert row["model"] == "resnet18" and row["train_img_s"] > 0 and row["extract_img_s"] > 0
+    # ResNet-18 forward: 1.82 GMAC = 3.64 GFLOP at 224 px; at 32 px about 3.64 * (32/224)^2 = 0.074 GFLOP
+    assert 0.06 < row["forward_gflop_per_img"] < 0.09 and row["train_gflop_per_img"] > 2 * row["forward_gflop_per_img"]
