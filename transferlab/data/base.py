@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transferlab.backbones.backbone import DataConfig
+from transferlab.data.on_device import device_loader, materialize
 from transferlab.data.tasks import TaskLabels, task_entries, task_info
 from transferlab.errors import TransferlabError
 
@@ -110,11 +111,14 @@ class TransferDataModule(L.LightningDataModule):
         seed: seed of the shuffle order.
         tasks: ``None`` for single-task ``(image, label)`` batches, or task names (or ``{name, ...}`` dicts) from
             ``derived_tasks()`` for multi-task ``(image, {task: label})`` batches (see ``transferlab.data.tasks``).
+        on_device: keep in-memory uint8 images on the accelerator and augment there in batches
+            (``transferlab.data.on_device``); the other loader options then do not apply.
     """
 
     def __init__(self, data_config: DataConfig | None = None, image_size: int | None = None, batch_size: int = 64,
                  num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
-                 split_seed: int = 0, seed: int | None = 0, tasks: Sequence[str | Mapping] | None = None):
+                 split_seed: int = 0, seed: int | None = 0, tasks: Sequence[str | Mapping] | None = None,
+                 on_device: bool = False):
         super().__init__()
         self.task_entries = task_entries(tasks)
         if batch_size is None or int(batch_size) < 1:
@@ -126,6 +130,7 @@ class TransferDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers and num_workers > 0
         self.split_seed, self.seed = split_seed, 0 if seed is None else seed
+        self.on_device = bool(on_device)
         self.class_names: list[str] = []
         self.train_set = self.val_set = self.test_set = None
 
@@ -160,6 +165,8 @@ class TransferDataModule(L.LightningDataModule):
         # A final training batch of one sample would crash BatchNorm: drop it, and only it.
         drop_last = train and len(dataset) % self.batch_size == 1
         sampler = EpochSeededSampler(len(dataset), self.seed) if train else None
+        if self.on_device:
+            return device_loader(dataset, self.batch_size, sampler, drop_last)
         return DataLoader(SeededSamples(dataset) if train else dataset, batch_size=self.batch_size,
                           num_workers=self.num_workers, sampler=sampler,
                           drop_last=drop_last, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
@@ -175,6 +182,9 @@ class TransferDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return materialize(batch)  # on_device index batches become images; other batches pass through
 
     def state_dict(self) -> dict:
         return {"class_names": list(self.class_names)}
