@@ -45,3 +45,9 @@ def test_throughput_quick(tmp_path):
     assert row["model"] == "resnet18" and row["train_img_s"] > 0 and row["extract_img_s"] > 0
     # ResNet-18 forward: 1.82 GMAC = 3.64 GFLOP at 224 px; at 32 px about 3.64 * (32/224)^2 = 0.074 GFLOP
     assert 0.06 < row["forward_gflop_per_img"] < 0.09 and row["train_gflop_per_img"] > 2 * row["forward_gflop_per_img"]
+
+
+def test_dataload_quick(tmp_path):
+    rows = load("dataload").main(["--quick", "--out", str(tmp_path)])
+    assert [r["on_device"] for r in rows] == [False, True]
+    assert all(r["loader_img_s"] > 0 and r["model_img_s"] > 0 and r["headroom"] > 0 for r in rows)
