@@ -56,3 +56,16 @@ class StepTimer(L.Callback):
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+def report(out, rows, lines: list[str]) -> None:
+    """Print the markdown ``lines`` and keep them, with the raw ``rows``, as ``out/result.md`` and ``out/result.json``."""
+    import json
+    from pathlib import Path
+
+    text = "\n".join(lines)
+    print(text)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(rows, indent=2))
+    (out / "result.md").write_text(text + "\n")

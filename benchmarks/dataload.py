@@ -12,7 +12,6 @@ of a ``strategy=finetune`` module on one such batch, repeated. Headroom = loader
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import device_name, now, versions  # noqa: E402
+from common import device_name, now, report, versions  # noqa: E402
 
 from transferlab.run import build, load_config  # noqa: E402
 
@@ -89,9 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
              "| data | loader img/s | model img/s | headroom |", "|---|---|---|---|"]
     lines += [f"| {'on_device' if r['on_device'] else str(r['workers']) + ' CPU workers'} | {r['loader_img_s']:.0f} | "
               f"{r['model_img_s']:.0f} | {r['headroom']:.2f}x |" for r in rows]
-    print("\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(rows, indent=2))
+    report(args.out, rows, lines)
     return rows
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import StepTimer, device_name, median, now, versions  # noqa: E402
+from common import StepTimer, device_name, median, now, report, versions  # noqa: E402
 
 from transferlab.run import build, load_config  # noqa: E402
 
@@ -124,9 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     lines += [f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['precision']} | {r['channels_last']} | "
               f"{r['compile']} | {r['lightning_img_s']:.1f} | {r['loop_img_s']:.1f} | {r['ratio']:.3f} | "
               f"{r['overhead_ms_per_step']:.2f} |" for r in rows]
-    print("\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(rows, indent=2))
+    report(args.out, rows, lines)
     return rows
 
 

@@ -13,7 +13,6 @@ achieved FLOP/s over the device's dense bf16 peak (``--peak-tflops``, default 98
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import device_name, now, versions  # noqa: E402
+from common import device_name, now, report, versions  # noqa: E402
 from parity import make_module  # noqa: E402
 
 MODELS = ["resnet18", "resnet50", "efficientnet_b0", "vit_b_16"]
@@ -107,9 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     lines += [f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['compile']} | {r['train_img_s']:.0f} | "
               f"{r['extract_img_s']:.0f} | {r['train_gflop_per_img']:.2f} | {100 * r['train_mfu']:.1f}% | "
               f"{100 * r['extract_mfu']:.1f}% |" for r in rows]
-    print("\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(rows, indent=2))
+    report(args.out, rows, lines)
     return rows
 
 
