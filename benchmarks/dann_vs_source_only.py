@@ -5,7 +5,7 @@ and reports the target test accuracy of the checkpoint each label-free validator
 the oracle's (best target *validation* accuracy), as mean +- std over seeds, with run times. Target test labels
 are never used to select anything.
 
-    python benchmarks/dann_vs_source_only.py            # the full comparison (~10-15 min on 2 CPU cores)
+    python benchmarks/dann_vs_source_only.py            # the full comparison (~15 min on 2 busy CPU cores)
     python benchmarks/dann_vs_source_only.py --quick    # seconds-long smoke run
 """
 
@@ -24,9 +24,15 @@ sys.path.insert(0, str(ROOT))
 from transferlab.run import load_config, train  # noqa: E402
 
 STRATEGIES = ("source_only", "dann")
-RECIPE = ["data=digits_blend", "data.image_size=32", "data.batch_size=32", "scheduler=dann", "optimizer=sgd",
-          "optimizer.lr=0.01", "trainer.max_epochs=10", "logger=none", "callbacks.rich_progress_bar=null",
-          "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+# Chosen on one seed (0) from source validation accuracy, domain accuracy and (declared) target *validation*
+# accuracy, never target test accuracy: SGD 0.01 with backbone_lr_mult 0.1 reached only 38% source val in 2 epochs;
+# AdamW 1e-3 with the backbone at the full rate reached 84% (source only) / 91% (DANN); discriminator dropout 0.5
+# kept domain/acc near 0.55 instead of 0.69 at equal target val accuracy; 5 epochs as source val still rose at 4.
+RECIPE = ["data=digits_blend", "data.image_size=32", "data.batch_size=32", "scheduler=dann", "optimizer=adamw",
+          "optimizer.lr=1e-3", "strategy.backbone_lr_mult=1.0", "strategy.discriminator_dropout=0.5",
+          "trainer.max_epochs=5", "callbacks.domain_report.method=pca", "logger=none",
+          "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false",
+          "+trainer.enable_model_summary=false"]
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
          "trainer.limit_test_batches=2", "data.batch_size=8", "callbacks.domain_report.method=pca",
          "callbacks.domain_report.max_samples=32"]

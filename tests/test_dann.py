@@ -151,10 +151,10 @@ def test_selection_report_figures_and_pad(make_cfg, tmp_path):
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
     report = metrics["domain_adaptation"]
-    assert metrics["monitor"] == "val/snd" and [r["epoch"] for r in report["history"]] == [0, 1]
+    assert metrics["monitor"] == "val/acc" and [r["epoch"] for r in report["history"]] == [0, 1]
     assert set(report["selection"]) == {"val/acc", "val/im", "val/snd", "val/neg_dev_risk", "val/target_acc_oracle"}
-    chosen = report["selection"]["val/snd"]
-    assert chosen["value"] == max(r["val/snd"] for r in report["history"])
+    chosen = report["selection"]["val/acc"]
+    assert chosen["value"] == max(r["val/acc"] for r in report["history"])
     assert metrics["metrics"]["test/acc"] == pytest.approx(chosen["target_test_acc"], abs=1e-6)  # the same weights
     assert report["target_test_acc_best_epoch_cheating"] == max(r["target_test_acc"] for r in report["history"])
     assert -2 <= metrics["domain/pad_start"] <= 2 and -2 <= metrics["domain/pad_end"] <= 2

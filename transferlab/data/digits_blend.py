@@ -4,6 +4,13 @@ The target is made the way MNIST-M was made from MNIST (Ganin et al. 2016): each
 crop of a real colour photograph (scikit-image's astronaut, coffee, chelsea, rocket, ...) as ``|photo - digit|``,
 so strokes invert the photo's colours. Both domains share one stratified split of the 1,797 digits, so no target
 test digit is ever a source training digit.
+
+The pair's difficulty is a dataset-design choice, like MNIST-M's patch size: ``max_crop_scale`` sets how much of a
+photo lands behind one digit. The default 1.0 (a crop of the digit's own size: smooth, low-frequency backgrounds)
+keeps the target clearly another domain -- an ImageNet-pretrained ``efficientnet_lite0`` trained on source only
+reaches ~84% source validation accuracy but only ~22% on target validation (4 epochs, 32 px) -- while leaving
+adaptation something to find. The earlier default 4.0 (crops up to 4x the digit, busy backgrounds) left both
+source only and DANN at 12-19% on target with the domain discriminator winning.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ def load_photos(names: Sequence[str]) -> list[torch.Tensor]:
 
 
 def blend_with_photos(digits: torch.Tensor, photos: list[torch.Tensor], seed: int,
-                      max_crop_scale: float = 4.0) -> torch.Tensor:
+                      max_crop_scale: float = 1.0) -> torch.Tensor:
     """``|crop - digit|`` for each uint8 digit ``(N, 3, S, S)``, with a random crop of side ``S..max_crop_scale*S``
     of a random photo, resized to ``S``. Deterministic for a ``seed``."""
     rng = np.random.default_rng(seed)
@@ -70,7 +77,7 @@ class DigitsBlendDataModule(DomainDataModule):
     """
 
     def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, crop_scale=(0.7, 1.0),
-                 photos: Sequence[str] = PHOTOS, max_crop_scale: float = 4.0, **kwargs):
+                 photos: Sequence[str] = PHOTOS, max_crop_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.val_fraction, self.test_fraction, self.crop_scale = val_fraction, test_fraction, tuple(crop_scale)
         self.photos, self.max_crop_scale = list(photos), float(max_crop_scale)
