@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from transferlab.errors import TransferlabError
-from transferlab.predict import load_module
+from transferlab.predict import cli, load_module
 
 FORMATS = {"safetensors": ".safetensors", "onnx": ".onnx"}
 
@@ -61,19 +61,8 @@ def write_onnx(module: torch.nn.Module, output: Path, size: int, atol: float) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = {}
-    for arg in sys.argv[1:] if argv is None else argv:
-        key, sep, value = arg.partition("=")
-        args[key] = value
-    try:
-        if set(args) - {"ckpt", "format", "output"} or "ckpt" not in args:
-            raise TransferlabError("usage: python -m transferlab.export ckpt=... format=onnx|safetensors [output=...]")
-        path = export(**args)
-    except TransferlabError as err:
-        print(f"transferlab: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} and {path.name}.json")
-    return 0
+    return cli(export, sys.argv[1:] if argv is None else argv, {"ckpt", "format", "output"}, {"ckpt"},
+               "python -m transferlab.export ckpt=... format=onnx|safetensors [output=...]")
 
 
 if __name__ == "__main__":

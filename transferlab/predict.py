@@ -105,29 +105,23 @@ def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 
     return output
 
 
-def parse(argv: list[str]) -> dict:
-    """``key=value`` arguments, Hydra style."""
-    known = {"ckpt", "input", "output", "topk"}
-    args = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in known:
-            raise TransferlabError(f"unknown argument {arg!r}; use ckpt=... input=... [output=...] [topk=5]")
-        args[key] = value
-    missing = sorted({"ckpt", "input"} - set(args))
-    if missing:
-        raise TransferlabError(f"missing {missing[0]}=...")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
+def cli(function, argv: list[str], known: set[str], required: set[str], usage: str) -> int:
+    """Call ``function(**{key: value})`` from Hydra-style ``key=value`` arguments; a user error is one line, exit 2."""
     try:
-        path = predict(**parse(sys.argv[1:] if argv is None else argv))
+        args = dict(arg.partition("=")[::2] for arg in argv)
+        if set(args) - known or required - set(args) or any("=" not in arg for arg in argv):
+            raise TransferlabError(f"usage: {usage}")
+        path = function(**args)
     except TransferlabError as err:
         print(f"transferlab: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(predict, sys.argv[1:] if argv is None else argv, {"ckpt", "input", "output", "topk"},
+               {"ckpt", "input"}, "python -m transferlab.predict ckpt=... input=<folder|image> [output=...] [topk=5]")
 
 
 if __name__ == "__main__":
