@@ -103,3 +103,17 @@ def test_bad_input_gives_one_clear_line_and_nonzero_exit(tmp_path, empty_class_t
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 30
+
+
+def test_multirun_with_a_failing_job_finishes_the_others_and_marks_it(tmp_path):
+    result = run_cli("-m", "strategy.freeze_depth=0,99", *QUICK, "trainer.limit_train_batches=1",
+                     "trainer.max_epochs=1", "callbacks.evaluation_figures=null", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "strategy.freeze_depth=99 is out of range" in result.stderr
+    sweep = only_run_dir(tmp_path, "sweeps")
+    statuses = {d.name: json.loads((sweep / d.name / "metrics.json").read_text())["status"] for d in sweep.iterdir()
+                if d.is_dir()}
+    assert statuses == {"0": "completed", "1": "failed"}
+    rows = {r["strategy.freeze_depth"]: r for r in csv.DictReader((sweep / "summary.csv").open())}
+    assert set(rows) == {"0", "99"} and float(rows["0"]["test/acc"]) >= 0
+    assert rows["99"]["status"] == "failed"

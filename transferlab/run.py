@@ -22,9 +22,12 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from transferlab.callbacks.preemption import EXIT_CODE
 from transferlab.errors import TransferlabError
+from transferlab.resume import find_last_checkpoint
 
 
 def user_error(err: BaseException) -> TransferlabError | None:
@@ -61,6 +64,14 @@ def check_resume(path: str | None) -> str | None:
         raise TransferlabError(f"resume={path}: unreadable checkpoint ({type(err).__name__}); "
                                "resume from another one, e.g. the best checkpoint") from None
     return str(file)
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """``cfg.resume``, with ``auto`` resolved to the newest last.ckpt of a run with the same overrides."""
+    if cfg.get("resume") != "auto":
+        return cfg.get("resume")
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    return str(find_last_checkpoint(cfg.paths.log_dir, overrides, exclude=cfg.paths.output_dir))
 
 
 def final_metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -118,7 +129,7 @@ def train(cfg: DictConfig) -> float:
     payload = {"status": "failed", "monitor": cfg.monitor}
     try:
         _, datamodule, module, trainer = build(cfg)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(cfg.get("resume")))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(resume_path(cfg)))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         validated = final_metrics(trainer)
         if cfg.get("test", True):
@@ -134,6 +145,8 @@ def train(cfg: DictConfig) -> float:
                                                       if k.startswith(("test/", "val/acc_best"))})
         return payload["monitor_value"]
     except BaseException as err:
+        if isinstance(err, SIGTERMException):
+            payload["status"] = "interrupted"
         payload["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
         raise
     finally:
@@ -195,6 +208,9 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | P
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
+    except SIGTERMException:  # callbacks.preemption saved last.ckpt and said so
+        print("transferlab: continue with the same command and resume=auto", file=sys.stderr)
+        sys.exit(EXIT_CODE)
     except Exception as err:
         problem = user_error(err)
         if problem is None:

@@ -35,10 +35,16 @@ class EpochSeededSampler(Sampler[tuple[int, int]]):
 
     Yields ``(index, sample_seed)`` pairs for ``SeededSamples``: a resumed run sees the same order and the same
     random crops as an uninterrupted one, whatever the number of workers. Lightning calls ``set_epoch`` every epoch.
+
+    Args:
+        length: dataset size.
+        seed: the run's seed.
+        done: samples of the current epoch already trained on, read at the epoch's first draw; after a mid-epoch
+            resume they are skipped (Lightning restores its progress counters but restarts the loader).
     """
 
-    def __init__(self, length: int, seed: int):
-        self.length, self.seed, self.epoch = length, seed, 0
+    def __init__(self, length: int, seed: int, done: Callable[[], int] | None = None):
+        self.length, self.seed, self.epoch, self.done = length, seed, 0, done
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -48,7 +54,8 @@ class EpochSeededSampler(Sampler[tuple[int, int]]):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.length, generator=generator)
         seeds = torch.randint(2**62, (self.length,), generator=generator)
-        yield from zip(order.tolist(), seeds.tolist())
+        start = self.done() if self.done else 0
+        yield from zip(order.tolist()[start:], seeds.tolist()[start:])
 
     def __len__(self) -> int:
         return self.length
@@ -164,12 +171,19 @@ class TransferDataModule(L.LightningDataModule):
     def _loader(self, dataset, train: bool) -> DataLoader:
         # A final training batch of one sample would crash BatchNorm: drop it, and only it.
         drop_last = train and len(dataset) % self.batch_size == 1
-        sampler = EpochSeededSampler(len(dataset), self.seed) if train else None
+        sampler = EpochSeededSampler(len(dataset), self.seed, self._samples_done) if train else None
         if self.on_device:
             return device_loader(dataset, self.batch_size, sampler, drop_last)
         return DataLoader(SeededSamples(dataset) if train else dataset, batch_size=self.batch_size,
                           num_workers=self.num_workers, sampler=sampler,
                           drop_last=drop_last, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
+
+    def _samples_done(self) -> int:
+        """Training samples of the current epoch already processed (non-zero only after a mid-epoch resume)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed * self.batch_size
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -176,6 +176,12 @@ class TransferModule(L.LightningModule):
                                      "data_config": self.backbone.data_config.to_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        own = self.state_dict()
+        for key, tensor in checkpoint.get("state_dict", {}).items():
+            if key in own and tuple(tensor.shape) != tuple(own[key].shape):
+                raise TransferlabError(f"checkpoint tensor {key} has shape {tuple(tensor.shape)} but this model's "
+                                       f"is {tuple(own[key].shape)} (the data has {self.num_classes} classes); "
+                                       "resume with the data and head the checkpoint was trained with")
         extra = checkpoint.get("transferlab", {})
         names = extra.get("class_names")
         if names and self.class_names and list(names) != self.class_names:

@@ -1,0 +1,40 @@
+"""predict: a trained run classifies a folder of images into a CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from fakes import make_image_tree
+from omegaconf import OmegaConf
+
+from transferlab.errors import TransferlabError
+from transferlab.predict import check_targets, main
+from transferlab.run import train
+
+
+def test_predict_on_a_folder_writes_topk_csv(make_cfg, tmp_path, capsys):
+    cfg = make_cfg("test=false", "logger=none")
+    train(cfg)
+    (tmp_path / "run" / ".hydra").mkdir()  # as `python -m transferlab.run` leaves it
+    OmegaConf.save(OmegaConf.masked_copy(cfg, ["model", "strategy", "data"]), tmp_path / "run" / ".hydra" / "config.yaml")
+    images = make_image_tree(tmp_path / "images", classes=("x", "y"), per_class=3, size=20, modes=("RGB", "L"))
+    out = tmp_path / "pred.csv"
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert main([f"ckpt={ckpt}", f"input={images}", f"output={out}", "topk=3"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 6 and list(rows[0]) == ["path", "class_1", "prob_1", "class_2", "prob_2", "class_3", "prob_3"]
+    for row in rows:
+        probs = [float(row[f"prob_{i}"]) for i in (1, 2, 3)]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5
+        assert {row[f"class_{i}"] for i in (1, 2, 3)} <= {str(d) for d in range(10)}
+    before = out.read_text()
+    assert main([f"ckpt={ckpt}", f"input={images}", f"output={out}"]) == 2  # never overwritten
+    assert out.read_text() == before and "exists" in capsys.readouterr().err
+
+
+def test_config_targets_outside_transferlab_are_refused():
+    with pytest.raises(TransferlabError, match="refusing _target_=os.system"):
+        check_targets(OmegaConf.create({"model": {"_target_": "os.system", "command": "touch x"}}), "cfg.yaml")
+    check_targets(OmegaConf.create({"_target_": "transferlab.strategies.Finetune"}), "cfg.yaml")

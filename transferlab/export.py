@@ -1,0 +1,69 @@
+"""Export a trained checkpoint for use outside transferlab: safetensors weights or an ONNX graph, plus a JSON sidecar.
+
+    python -m transferlab.export ckpt=outputs/runs/<run>/checkpoints/last.ckpt format=onnx [output=model.onnx]
+
+The sidecar (``<output>.json``) holds the class names, the preprocessing (``data_config`` and image size) and the
+backbone name. An ONNX file is checked with onnxruntime against the PyTorch logits before it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from transferlab.errors import TransferlabError
+from transferlab.predict import cli, load_module
+
+FORMATS = {"safetensors": ".safetensors", "onnx": ".onnx"}
+
+
+def export(ckpt: str, format: str = "onnx", output: str | None = None, atol: float = 1e-4) -> Path:
+    """Write ``output`` (default: next to the checkpoint) and ``output.json``; return the model file's path."""
+    if format not in FORMATS:
+        raise TransferlabError(f"format={format} is not one of {', '.join(FORMATS)}")
+    output = Path(output or Path(ckpt).with_suffix(FORMATS[format]))
+    sidecar = output.with_name(output.name + ".json")
+    for path in (output, sidecar):
+        if path.exists():
+            raise TransferlabError(f"{path} exists; choose another output= (nothing is overwritten)")
+    module, names, data_config, cfg = load_module(ckpt)
+    size = int(cfg.data.get("image_size") or data_config.input_size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if format == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(output))
+    else:
+        write_onnx(module, output, size, atol)
+    sidecar.write_text(json.dumps({"class_names": names, "backbone": module.backbone.name, "image_size": size,
+                                   "data_config": data_config.to_dict(), "input": "float32 NCHW, normalised",
+                                   "output": "logits"}, indent=2))
+    return output
+
+
+def write_onnx(module: torch.nn.Module, output: Path, size: int, atol: float) -> None:
+    """``torch.onnx.export`` with a dynamic batch, verified with onnxruntime against PyTorch (``atol``)."""
+    import onnxruntime
+
+    example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    torch.onnx.export(module, (example,), str(output), input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    with torch.no_grad():
+        expected = module(example).numpy()
+    got = onnxruntime.InferenceSession(str(output)).run(None, {"images": example.numpy()})[0]
+    error = float(abs(got - expected).max())
+    if error > atol:
+        output.unlink()
+        raise TransferlabError(f"ONNX logits differ from PyTorch by {error:.2e} (> {atol}); not exported")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(export, sys.argv[1:] if argv is None else argv, {"ckpt", "format", "output"}, {"ckpt"},
+               "python -m transferlab.export ckpt=... format=onnx|safetensors [output=...]")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Classify images with a trained checkpoint and write a CSV of top-k classes and probabilities.
+
+    python -m transferlab.predict ckpt=outputs/runs/<run>/checkpoints/last.ckpt input=photos/ output=predictions.csv topk=5
+
+The module is rebuilt from the run folder's ``.hydra/config.yaml`` (next to ``checkpoints/``); images are
+preprocessed with the checkpoint's ``data_config`` and the eval transform at the run's ``data.image_size``.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf, open_dict
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from transferlab.backbones.backbone import DataConfig
+from transferlab.data.imagefolder import find_image_files, load_rgb
+from transferlab.data.transforms import eval_transform
+from transferlab.errors import TransferlabError
+from transferlab.run import instantiate
+
+SAFE_PREFIX = "transferlab."
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """``torch.load(weights_only=True)``: tensors and plain containers only; anything else is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TransferlabError(f"ckpt={path}: no such checkpoint") from None
+    except Exception as err:  # truncated, or a pickle payload weights_only refuses
+        raise TransferlabError(f"ckpt={path}: unreadable or unsafe checkpoint ({type(err).__name__})") from None
+
+
+def check_targets(node, where: str) -> None:
+    """Refuse any ``_target_`` outside ``transferlab.``: a config from elsewhere must not run arbitrary code."""
+    if OmegaConf.is_dict(node):
+        for key, value in node.items():
+            if key == "_target_" and not str(value).startswith(SAFE_PREFIX):
+                raise TransferlabError(f"{where}: refusing _target_={value} (only {SAFE_PREFIX}* is built)")
+            check_targets(value, where)
+
+
+def load_module(ckpt_path: str | Path):
+    """The trained module (eval mode), its class names, preprocessing and the run config."""
+    ckpt = load_checkpoint(ckpt_path)
+    config = Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
+    if not config.is_file():
+        raise TransferlabError(f"ckpt={ckpt_path}: no {config}; keep the checkpoint inside its run folder")
+    cfg = OmegaConf.load(config)
+    for group in ("model", "strategy"):
+        check_targets(cfg[group], str(config))
+    extra = ckpt.get("transferlab") or {}
+    names = extra.get("class_names")
+    if not names:
+        raise TransferlabError(f"ckpt={ckpt_path}: the checkpoint stores no class names")
+    with open_dict(cfg):
+        cfg.model.weights = "none"  # the checkpoint holds every weight
+    backbone = instantiate(cfg.model)
+    module = instantiate(cfg.strategy, backbone=backbone, num_classes=len(names), optimizer=None)
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval(), list(names), DataConfig(**extra["data_config"]), cfg
+
+
+def image_paths(source: str | Path) -> list[str]:
+    """One image file, or every image under a folder (recursively)."""
+    source = Path(source)
+    if source.is_file():
+        return [str(source)]
+    if not source.is_dir():
+        raise TransferlabError(f"input={source} does not exist")
+    paths = sorted(find_image_files(str(source), IMG_EXTENSIONS))
+    if not paths:
+        raise TransferlabError(f"input={source} has no images ({' '.join(IMG_EXTENSIONS)})")
+    return paths
+
+
+@torch.no_grad()
+def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 5, batch_size: int = 32) -> Path:
+    """Write ``output`` with one row per image: path, then ``class_i``/``prob_i`` for the top ``topk``."""
+    output = Path(output)
+    if output.exists():
+        raise TransferlabError(f"output={output} exists; choose another file (nothing is overwritten)")
+    module, names, data_config, cfg = load_module(ckpt)
+    transform = eval_transform(data_config, cfg.data.get("image_size"))
+    paths, k = image_paths(input), max(1, min(int(topk), len(names)))
+    rows = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        probs = module(torch.stack([transform(load_rgb(p)) for p in chunk])).softmax(dim=-1)
+        top = probs.topk(k, dim=-1)
+        for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
+            row = {"path": path}
+            for i, (p, c) in enumerate(zip(values, indices), 1):
+                row[f"class_{i}"], row[f"prob_{i}"] = names[c], f"{p:.6f}"
+            rows.append(row)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return output
+
+
+def cli(function, argv: list[str], known: set[str], required: set[str], usage: str) -> int:
+    """Call ``function(**{key: value})`` from Hydra-style ``key=value`` arguments; a user error is one line, exit 2."""
+    try:
+        args = dict(arg.partition("=")[::2] for arg in argv)
+        if set(args) - known or required - set(args) or any("=" not in arg for arg in argv):
+            raise TransferlabError(f"usage: {usage}")
+        path = function(**args)
+    except TransferlabError as err:
+        print(f"transferlab: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(predict, sys.argv[1:] if argv is None else argv, {"ckpt", "input", "output", "topk"},
+               {"ckpt", "input"}, "python -m transferlab.predict ckpt=... input=<folder|image> [output=...] [topk=5]")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
