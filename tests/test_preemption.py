@@ -26,9 +26,11 @@ def final_weights(run):
     return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-@pytest.mark.parametrize("strategy", ["finetune"])
+@pytest.mark.parametrize("strategy", [["strategy=finetune"], ["strategy=dann", "data=digits_blend",
+                                                                "callbacks.domain_report.method=pca"]],
+                         ids=["finetune", "dann"])
 def test_sigkill_then_resume_auto_equals_an_uninterrupted_run(make_cfg, tmp_path, strategy):
-    args = [*PARITY, f"strategy={strategy}", "+callbacks.chaos._target_=chaos.SignalAtStep", "+callbacks.chaos.step=26"]
+    args = [*PARITY, *strategy, "+callbacks.chaos._target_=chaos.SignalAtStep", "+callbacks.chaos.step=26"]
     train(make_cfg(*args[:-2], fast=False, run="straight"))
     killed = run_cli(*args, cwd=tmp_path, env=ENV)
     assert killed.returncode == -9, killed.stderr[-3000:]
