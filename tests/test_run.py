@@ -46,7 +46,7 @@ def test_multirun_2x2_writes_a_summary(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = only_run_dir(tmp_path, "sweeps")
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3", "tensorboard"]
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert len(rows) == 4 and {r["strategy.freeze_depth"] for r in rows} == {"0", "4"}
     accs = [float(r["test/acc"]) for r in rows]
