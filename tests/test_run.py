@@ -112,7 +112,7 @@ def test_multirun_with_a_failing_job_finishes_the_others_and_marks_it(tmp_path):
     assert "strategy.freeze_depth=99 is out of range" in result.stderr
     sweep = only_run_dir(tmp_path, "sweeps")
     statuses = {d.name: json.loads((sweep / d.name / "metrics.json").read_text())["status"] for d in sweep.iterdir()
-                if d.is_dir()}
+                if d.name.isdigit()}
     assert statuses == {"0": "completed", "1": "failed"}
     rows = {r["strategy.freeze_depth"]: r for r in csv.DictReader((sweep / "summary.csv").open())}
     assert set(rows) == {"0", "99"} and float(rows["0"]["test/acc"]) >= 0
