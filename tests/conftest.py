@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -61,3 +62,26 @@ def offline_torch_home(tmp_path, monkeypatch):
     home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
+
+
+def run_in_process(main, *args: str, monkeypatch) -> tuple[int, str]:
+    """Exit code and stderr of a transferlab Hydra app (e.g. ``transferlab.run.main``) run here with ``args``.
+
+    The same code path as ``python -m transferlab.<app>`` (``transferlab.cli.run_app``), without a new interpreter.
+    """
+    from transferlab.cli import run_app
+
+    GlobalHydra.instance().clear()
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(sys, "argv", [main.__module__, *args])
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    try:
+        run_app(main)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        GlobalHydra.instance().clear()
+        monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    return code, err.getvalue()

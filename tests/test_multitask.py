@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -177,3 +178,63 @@ def test_task_losses_are_torch_losses_over_labelled_rows():
     assert none == 0 and none.requires_grad  # zero, not NaN, and still part of the graph
     with pytest.raises(TransferlabError, match=r"class_weights needs a multiclass task and one weight per class"):
         resolve_tasks([{"name": "organ", "num_classes": 3, "class_weights": [1.0, 2.0]}], None)
+
+
+def test_predict_and_export_give_every_task(trained, tmp_path):
+    """A multi-task checkpoint predicts one column set per task on real digit files; ONNX gives one output per task."""
+    import csv
+
+    import numpy as np
+    import onnxruntime
+    from omegaconf import OmegaConf
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from transferlab.export import export
+    from transferlab.predict import load_module, main
+
+    cfg, _ = trained
+    run = Path(cfg.paths.output_dir)
+    (run / ".hydra").mkdir(exist_ok=True)  # as `python -m transferlab.run` leaves it
+    OmegaConf.save(OmegaConf.masked_copy(cfg, ["model", "strategy", "data"]), run / ".hydra" / "config.yaml")
+    digits = load_digits()
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in range(40):  # the first 40 digits as 32 px PNG files, as the DataModule draws them
+        pixels = (digits.images[i] / 16 * 255).round().astype(np.uint8)
+        Image.fromarray(pixels).resize((32, 32), Image.BILINEAR).save(folder / f"{i:02d}_{digits.target[i]}.png")
+    ckpt, out = run / "checkpoints" / "last.ckpt", tmp_path / "pred.csv"
+    assert main([f"ckpt={ckpt}", f"input={folder}", f"output={out}", "topk=2"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 40 and list(rows[0]) == ["path", *(f"{t}_{c}_{i}" for t in ("digit", "parity", "ge5")
+                                                          for i in (1, 2) for c in ("class", "prob"))]
+    truth = [int(r["path"].rsplit("_", 1)[1][0]) for r in rows]
+    digit_acc = np.mean([r["digit_class_1"] == str(t) for r, t in zip(rows, truth)])
+    assert digit_acc > 0.5, digit_acc  # the trained heads, not random ones (chance 10%)
+    module, names, _, _ = load_module(ckpt)
+    assert set(names) == {"digit", "parity", "ge5"} and {r["parity_class_1"] for r in rows} <= set(names["parity"])
+
+    path = export(str(ckpt), "onnx", str(tmp_path / "m.onnx"))
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = module(images)
+    session = onnxruntime.InferenceSession(str(path))
+    got = session.run(None, {"images": images.numpy()})
+    assert [o.name for o in session.get_outputs()] == ["logits_digit", "logits_parity", "logits_ge5"]
+    for task, array in zip(("digit", "parity", "ge5"), got):
+        np.testing.assert_allclose(array, expected[task].numpy(), rtol=0, atol=1e-4)
+    sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert sidecar["class_names"] == names and set(sidecar["output"]) == {"digit", "parity", "ge5"}
+
+
+def test_prediction_columns_for_each_task_kind():
+    from transferlab.predict import task_columns
+
+    probs = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])
+    assert task_columns(probs, ["a", "b", "c"], "multiclass", 2, "t_") == [
+        {"t_class_1": "b", "t_prob_1": "0.700000", "t_class_2": "c", "t_prob_2": "0.200000"},
+        {"t_class_1": "a", "t_prob_1": "0.500000", "t_class_2": "b", "t_prob_2": "0.300000"}]
+    assert task_columns(probs[:, :2], ["x", "y"], "multilabel", 5) == [
+        {"prob_x": "0.100000", "prob_y": "0.700000"}, {"prob_x": "0.500000", "prob_y": "0.300000"}]
+    assert task_columns(torch.tensor([[1.5], [-2.0]]), ["0"], "regression", 5, "age_") == [
+        {"age_value": "1.500000"}, {"age_value": "-2.000000"}]

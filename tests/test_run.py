@@ -74,7 +74,7 @@ def test_resume_pointing_at_nothing_is_an_error(make_cfg, tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1000)}}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
     with pytest.raises(TransferlabError, match="unreadable checkpoint"):
-        train(make_cfg(f"resume={truncated}"))
+        train(make_cfg(f"resume={truncated}", run="second"))  # a fresh folder: the first holds a failed run
 
 
 @pytest.fixture

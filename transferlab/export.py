@@ -2,7 +2,8 @@
 
     python -m transferlab.export ckpt=outputs/runs/<run>/checkpoints/last.ckpt format=onnx [output=model.onnx]
 
-The sidecar (``<output>.json``) holds the class names, the preprocessing (``data_config`` and image size) and the
+The sidecar (``<output>.json``) holds the class names (``{task: names}`` and one output per task for a multi-task
+model), the preprocessing (``data_config`` and image size) and the
 backbone name. An ONNX file is checked with onnxruntime against the PyTorch logits before it is kept.
 """
 
@@ -38,23 +39,42 @@ def export(ckpt: str, format: str = "onnx", output: str | None = None, atol: flo
         save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(output))
     else:
         write_onnx(module, output, size, atol)
-    sidecar.write_text(json.dumps({"class_names": names, "backbone": module.backbone.name, "image_size": size,
-                                   "data_config": data_config.to_dict(), "input": "float32 NCHW, normalised",
-                                   "output": "logits"}, indent=2))
+    about = {"class_names": names, "backbone": module.backbone.name, "image_size": size,
+             "data_config": data_config.to_dict(), "input": "float32 NCHW, normalised", "output": "logits"}
+    if isinstance(names, dict):  # multi-task: one output per task, in this order
+        about.update(output={task: f"logits_{task} ({module.specs[task]['kind']})" for task in names})
+    sidecar.write_text(json.dumps(about, indent=2))
     return output
+
+
+class TaskOutputs(torch.nn.Module):
+    """A multi-task module's ``{task: logits}`` as a tuple (ONNX graphs have positional outputs)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module, self.tasks = module, list(module.specs)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.module(images)
+        return tuple(outputs[task] for task in self.tasks)
 
 
 def write_onnx(module: torch.nn.Module, output: Path, size: int, atol: float) -> None:
     """``torch.onnx.export`` with a dynamic batch, verified with onnxruntime against PyTorch (``atol``)."""
     import onnxruntime
 
+    names = ["logits"]
+    if hasattr(module, "specs"):  # multi-task
+        module = TaskOutputs(module).eval()  # export restores .train(), which would reach the inner module
+        names = [f"logits_{task}" for task in module.tasks]
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    torch.onnx.export(module, (example,), str(output), input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    torch.onnx.export(module, (example,), str(output), input_names=["images"], output_names=names,
+                      dynamic_axes={name: {0: "batch"} for name in ["images", *names]}, dynamo=False)
     with torch.no_grad():
-        expected = module(example).numpy()
-    got = onnxruntime.InferenceSession(str(output)).run(None, {"images": example.numpy()})[0]
-    error = float(abs(got - expected).max())
+        expected = module(example)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = onnxruntime.InferenceSession(str(output)).run(None, {"images": example.numpy()})
+    error = max(float(abs(g - e.numpy()).max()) for g, e in zip(got, expected))
     if error > atol:
         output.unlink()
         raise TransferlabError(f"ONNX logits differ from PyTorch by {error:.2e} (> {atol}); not exported")

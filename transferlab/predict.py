@@ -45,7 +45,11 @@ def check_targets(node, where: str) -> None:
 
 
 def load_module(ckpt_path: str | Path):
-    """The trained module (eval mode), its class names, preprocessing and the run config."""
+    """The trained module (eval mode), its class names, preprocessing and the run config.
+
+    For a multi-task checkpoint the class names are ``{task: names}`` and the tasks are rebuilt from the specs
+    the checkpoint saved (plain containers), so no data is needed.
+    """
     ckpt = load_checkpoint(ckpt_path)
     config = Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
     if not config.is_file():
@@ -60,9 +64,16 @@ def load_module(ckpt_path: str | Path):
     with open_dict(cfg):
         cfg.model.weights = "none"  # the checkpoint holds every weight
     backbone = instantiate(cfg.model)
-    module = instantiate(cfg.strategy, backbone=backbone, num_classes=len(names), optimizer=None)
+    task_names = extra.get("task_class_names")
+    if task_names:  # multi-task: every head as trained, from the saved specs
+        tasks = ckpt.get("hyper_parameters", {}).get("tasks")
+        module = instantiate(cfg.strategy, backbone=backbone, num_classes=None, optimizer=None, tasks=tasks)
+        names = {task: list(task_names[task]) for task in module.specs}
+    else:
+        module = instantiate(cfg.strategy, backbone=backbone, num_classes=len(names), optimizer=None)
+        names = list(names)
     module.load_state_dict(ckpt["state_dict"])
-    return module.eval(), list(names), DataConfig(**extra["data_config"]), cfg
+    return module.eval(), names, DataConfig(**extra["data_config"]), cfg
 
 
 def image_paths(source: str | Path) -> list[str]:
@@ -80,29 +91,50 @@ def image_paths(source: str | Path) -> list[str]:
 
 @torch.no_grad()
 def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 5, batch_size: int = 32) -> Path:
-    """Write ``output`` with one row per image: path, then ``class_i``/``prob_i`` for the top ``topk``."""
+    """Write ``output`` with one row per image: path, then ``class_i``/``prob_i`` for the top ``topk``.
+
+    A multi-task checkpoint gets one column set per task, prefixed ``<task>_`` (see ``task_columns``).
+    """
     output = Path(output)
     if output.exists():
         raise TransferlabError(f"output={output} exists; choose another file (nothing is overwritten)")
     module, names, data_config, cfg = load_module(ckpt)
     transform = eval_transform(data_config, cfg.data.get("image_size"))
-    paths, k = image_paths(input), max(1, min(int(topk), len(names)))
-    rows = []
+    paths, rows = image_paths(input), []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        probs = module(torch.stack([transform(load_rgb(p)) for p in chunk])).softmax(dim=-1)
-        top = probs.topk(k, dim=-1)
-        for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
-            row = {"path": path}
-            for i, (p, c) in enumerate(zip(values, indices), 1):
-                row[f"class_{i}"], row[f"prob_{i}"] = names[c], f"{p:.6f}"
-            rows.append(row)
+        outputs = module.predict_step(torch.stack([transform(load_rgb(p)) for p in chunk]), 0)
+        if isinstance(names, dict):  # multi-task: one column set per task, prefixed with its name
+            columns = [task_columns(outputs[task], names[task], module.specs[task]["kind"], int(topk), f"{task}_")
+                       for task in names]
+            rows += [{"path": path} | {k: v for cols in row for k, v in cols.items()}
+                     for path, row in zip(chunk, zip(*columns))]
+        else:
+            rows += [{"path": path} | cols for path, cols in zip(chunk, task_columns(outputs, names, "multiclass",
+                                                                                    int(topk)))]
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return output
+
+
+def task_columns(outputs: torch.Tensor, names: list[str], kind: str, topk: int, prefix: str = "") -> list[dict]:
+    """One dict of CSV cells per image for one head's activated outputs (``predict_step``'s).
+
+    multiclass: ``class_i``/``prob_i`` for the top ``topk``; multilabel: ``prob_<name>`` for every label;
+    regression: ``value`` (or ``value_<i>`` for several outputs).
+    """
+    if kind == "multiclass":
+        top = outputs.topk(max(1, min(topk, len(names))), dim=-1)
+        return [{k: v for i, (p, c) in enumerate(zip(values, indices), 1)
+                 for k, v in ((f"{prefix}class_{i}", names[c]), (f"{prefix}prob_{i}", f"{p:.6f}"))}
+                for values, indices in zip(top.values.tolist(), top.indices.tolist())]
+    if kind == "multilabel":
+        return [{f"{prefix}prob_{name}": f"{p:.6f}" for name, p in zip(names, row)} for row in outputs.tolist()]
+    keys = [f"{prefix}value"] if outputs.shape[-1] == 1 else [f"{prefix}value_{i}" for i in range(outputs.shape[-1])]
+    return [{k: f"{v:.6f}" for k, v in zip(keys, row)} for row in outputs.reshape(len(outputs), -1).tolist()]
 
 
 def cli(function, argv: list[str], known: set[str], required: set[str], usage: str) -> int:

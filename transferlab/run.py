@@ -26,17 +26,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.callbacks.preemption import EXIT_CODE
+from transferlab.cli import check_fresh, run_app, user_error
 from transferlab.errors import TransferlabError
 from transferlab.resume import find_last_checkpoint
-
-
-def user_error(err: BaseException) -> TransferlabError | None:
-    """The TransferlabError behind ``err`` (Hydra wraps errors raised inside instantiated targets), if any."""
-    while err is not None:
-        if isinstance(err, TransferlabError):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
+from transferlab.validation import check_config, check_freeze_depth
 
 
 def instantiate(cfg: DictConfig, **kwargs):
@@ -93,9 +86,12 @@ def build(cfg: DictConfig):
     if missing:
         raise TransferlabError(f"Missing mandatory value: {missing[0]} (set it on the command line, e.g. "
                                f"{missing[0]}=...)")
+    check_config(cfg)  # typed values, before any weights or data are read
     if cfg.seed is not None:  # seed 0 is a seed
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     backbone = instantiate(cfg.model)
+    if OmegaConf.select(cfg, "strategy.freeze_depth") is not None:  # before any data is read
+        check_freeze_depth(cfg.strategy.freeze_depth, backbone)
     # A multi-task strategy declares its tasks; the data yields them unless data.tasks chooses otherwise.
     tasks = OmegaConf.to_container(cfg.strategy.tasks, resolve=True) if cfg.strategy.get("tasks") else None
     data_tasks = {"tasks": tasks} if tasks and cfg.data.get("tasks") is None else {}
@@ -125,6 +121,7 @@ def train(cfg: DictConfig) -> float:
     Writes ``metrics.json`` in ``cfg.paths.output_dir`` whether the run completes or fails.
     """
     output_dir = Path(cfg.paths.output_dir)
+    check_fresh(output_dir)  # before the try: a refused run writes nothing
     start = time.perf_counter()
     payload = {"status": "failed", "monitor": cfg.monitor}
     try:
@@ -204,7 +201,7 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | P
     return cfg
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")  # absolute: also in-process
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
@@ -222,4 +219,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -288,6 +288,10 @@ class ImageFolderDataModule(TransferDataModule):
             raise TransferlabError(f"{len(bad)} unreadable image(s) under {self.root}: {listed}{more}; "
                                    f"delete or replace them, or set data.on_corrupt=skip")
         log.warning("skipping %d unreadable image(s) under %s: %s%s", len(bad), self.root, listed, more)
+        if self.trainer is not None:  # the full list, in the run folder
+            listing = Path(self.trainer.default_root_dir) / "skipped_images.txt"
+            listing.parent.mkdir(parents=True, exist_ok=True)
+            listing.write_text("".join(f"{path}\t{reason}\n" for path, reason in bad))
         return {path for path, _ in bad}
 
     def _drop_unreadable(self, folders: dict[str, ImageFolderDataset]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from transferlab.errors import TransferlabError
+from transferlab.validation import check_freeze_depth
 from transferlab.strategies.base import TransferModule
 
 
@@ -28,9 +29,7 @@ class Finetune(TransferModule):
     def __init__(self, *args, freeze_depth: int = 0, unfreeze_epochs: Sequence[int] = (), unfreeze_step: int = 1,
                  **kwargs):
         super().__init__(*args, **kwargs)
-        if not 0 <= int(freeze_depth) <= self.backbone.num_stages:
-            raise TransferlabError(f"strategy.freeze_depth={freeze_depth} is out of range: {self.backbone.name} has "
-                                   f"{self.backbone.num_stages} stages (use 0..{self.backbone.num_stages})")
+        check_freeze_depth(freeze_depth, self.backbone)
         if int(unfreeze_step) < 1:
             raise TransferlabError(f"strategy.unfreeze_step={unfreeze_step} must be >= 1")
         self.freeze_depth, self.unfreeze_step = int(freeze_depth), int(unfreeze_step)

@@ -1,0 +1,94 @@
+"""Typed checks of config values, run at startup before any model weights or data are touched.
+
+Each rule names a config key; keys a config does not have are skipped, so strategies and data modules with other
+options (DANN, multitask) share the table and may add their own rules to ``RULES``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.errors import TransferlabError
+from transferlab.optim import check_positive
+
+_ABSENT = object()
+
+
+def number(key: str, value) -> float:
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise TransferlabError(f"{key}={value!r} is not a number") from None
+    if isinstance(value, bool) or math.isnan(result):
+        raise TransferlabError(f"{key}={value!r} is not a number")
+    return result
+
+
+def integer(minimum: int, optional: bool = False) -> Callable:
+    """A rule: an integer >= ``minimum`` (or null when ``optional``)."""
+
+    def rule(key: str, value) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TransferlabError(f"{key}={value!r} is not an integer")
+        if value < minimum:
+            raise TransferlabError(f"{key}={value} must be >= {minimum}")
+
+    return rule
+
+
+def interval(low: float, high: float, closed_low: bool = False, optional: bool = False) -> Callable:
+    """A rule: a number in (low, high), or [low, high) when ``closed_low``."""
+
+    def rule(key: str, value) -> None:
+        if value is None and optional:
+            return
+        x = number(key, value)
+        if not ((low <= x if closed_low else low < x) and x < high):
+            raise TransferlabError(f"{key}={value} must be in {'[' if closed_low else '('}{low:g}, {high:g})")
+
+    return rule
+
+
+def positive(allow_zero: bool = False) -> Callable:
+    return lambda key, value: check_positive(key, value, allow_zero=allow_zero)
+
+
+RULES: dict[str, Callable] = {
+    "seed": integer(0, optional=True),
+    "optimizer.lr": positive(),
+    "optimizer.weight_decay": positive(allow_zero=True),
+    "optimizer.momentum": interval(0, 1, closed_low=True),
+    "data.batch_size": integer(1),
+    "data.num_workers": integer(0),
+    "data.image_size": integer(8, optional=True),
+    "data.val_fraction": interval(0, 1),
+    "data.test_fraction": interval(0, 1),
+    "data.samples_per_class": integer(1, optional=True),
+    "trainer.max_epochs": integer(-1),  # -1: until trainer.max_steps
+    "strategy.freeze_depth": integer(0),
+    "strategy.unfreeze_step": integer(1),
+    "strategy.head_dropout": interval(0, 1, closed_low=True),
+    "strategy.label_smoothing": interval(0, 1, closed_low=True),
+    "strategy.backbone_lr_mult": positive(allow_zero=True),
+    "strategy.layer_decay": positive(),
+}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise a one-line TransferlabError for the first value in ``cfg`` that breaks its rule in ``RULES``."""
+    for key, rule in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is not _ABSENT:
+            rule(key, value)
+
+
+def check_freeze_depth(depth: int, backbone, key: str = "strategy.freeze_depth") -> None:
+    """``depth`` must count stages the backbone has: 0..num_stages."""
+    if not 0 <= int(depth) <= backbone.num_stages:
+        raise TransferlabError(f"{key}={depth} is out of range: {backbone.name} has {backbone.num_stages} stages "
+                               f"(use 0..{backbone.num_stages})")
