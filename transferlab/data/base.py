@@ -14,6 +14,7 @@ from transferlab.backbones.backbone import DataConfig
 from transferlab.data.on_device import device_loader, materialize
 from transferlab.data.tasks import TaskLabels, task_entries, task_info
 from transferlab.errors import TransferlabError
+from transferlab.rng import seed_torch
 
 
 class TensorImageDataset(Dataset):
@@ -79,7 +80,7 @@ class SeededSamples(Dataset):
             return self.dataset[key]
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            seed_torch(seed)
             return self.dataset[index]
 
 

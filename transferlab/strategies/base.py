@@ -15,6 +15,7 @@ from transferlab.backbones import Backbone
 from transferlab.errors import TransferlabError
 from transferlab.heads import build_head
 from transferlab.optim import check_positive, make_groups, stage_lrs
+from transferlab.rng import seed_torch
 
 
 class TransferModule(L.LightningModule):
@@ -194,4 +195,4 @@ class TransferModule(L.LightningModule):
         same in a resumed run as in an uninterrupted one (data augmentation is seeded per sample by the sampler)."""
         seed = os.environ.get("PL_GLOBAL_SEED")
         if seed is not None:
-            torch.manual_seed(int(seed) * 1_000_003 + self.global_step)
+            seed_torch(int(seed) * 1_000_003 + self.global_step)
