@@ -105,13 +105,12 @@ def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 
         chunk = paths[start:start + batch_size]
         outputs = module.predict_step(torch.stack([transform(load_rgb(p)) for p in chunk]), 0)
         if isinstance(names, dict):  # multi-task: one column set per task, prefixed with its name
-            columns = [task_columns(outputs[task], names[task], module.specs[task]["kind"], int(topk), f"{task}_")
-                       for task in names]
-            rows += [{"path": path} | {k: v for cols in row for k, v in cols.items()}
-                     for path, row in zip(chunk, zip(*columns))]
+            heads = [(outputs[task], names[task], module.specs[task]["kind"], f"{task}_") for task in names]
         else:
-            rows += [{"path": path} | cols for path, cols in zip(chunk, task_columns(outputs, names, "multiclass",
-                                                                                    int(topk)))]
+            heads = [(outputs, names, "multiclass", "")]
+        columns = [task_columns(out, head_names, kind, int(topk), prefix) for out, head_names, kind, prefix in heads]
+        rows += [{"path": path, **{k: v for cells in per_head for k, v in cells.items()}}
+                 for path, per_head in zip(chunk, zip(*columns))]
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))

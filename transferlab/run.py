@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.callbacks.preemption import EXIT_CODE
-from transferlab.cli import check_fresh, run_app, user_error
+from transferlab.cli import check_fresh, one_line, run_app, user_error
 from transferlab.errors import TransferlabError
 from transferlab.resume import find_last_checkpoint
 from transferlab.validation import check_config, check_freeze_depth
@@ -210,12 +210,10 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(EXIT_CODE)
     except Exception as err:
         problem = user_error(err)
-        if problem is None:
-            raise
-        print(f"transferlab: error: {problem}", file=sys.stderr)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            return math.nan  # this job failed (see its metrics.json); the sweep goes on
-        sys.exit(2)
+        if problem is None or HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise  # a single run: cli.run_app prints a user error as one line and exits 2
+        print(f"transferlab: error: {one_line(problem)}", file=sys.stderr)
+        return math.nan  # this job failed (see its metrics.json); the sweep goes on
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from transferlab.errors import TransferlabError
+from transferlab.validation import check_freeze_depth
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,7 @@ class Backbone(nn.Module):
 
     def freeze(self, depth: int) -> None:
         """Make the first ``depth`` stages untrainable and the rest trainable."""
-        if not 0 <= depth <= self.num_stages:
-            raise TransferlabError(
-                f"freeze_depth={depth} is out of range: {self.name} has {self.num_stages} stages (use 0..{self.num_stages})")
+        check_freeze_depth(depth, self, key="freeze_depth")
         for i in range(self.num_stages):
             for p in self.stage_parameters(i):
                 p.requires_grad_(i >= depth)

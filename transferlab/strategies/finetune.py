@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from transferlab.errors import TransferlabError
-from transferlab.validation import check_freeze_depth
 from transferlab.strategies.base import TransferModule
+from transferlab.validation import check_freeze_depth
 
 
 class Finetune(TransferModule):
