@@ -53,6 +53,13 @@ def test_timm_backbone_by_name_has_stages():
     assert backbone(torch.randn(1, 3, 64, 64)).shape == (1, 512)
 
 
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "efficientnet_lite0", "convnext_atto"])
+def test_timm_num_features_is_what_forward_returns(name):
+    """MobileNetV3 has a pre-logits conv_head: its features are head_hidden_size (1024) wide, not 288."""
+    backbone = create_backbone(name, source="timm", weights="none")
+    assert backbone.eval()(torch.randn(2, 3, 32, 32)).shape == (2, backbone.num_features)
+
+
 @pytest.mark.parametrize("name,source,first_stages", [
     ("resnet18", "torchvision", [["conv1.", "bn1."], ["layer1."], ["layer2."]]),
     ("efficientnet_b0", "torchvision", [["features.0."], ["features.1."], ["features.2."]]),

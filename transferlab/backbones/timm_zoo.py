@@ -37,7 +37,10 @@ def _from_timm(model, name: str) -> Backbone:
     data_config = DataConfig(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), input_size=cfg["input_size"][-1],
                              interpolation=cfg["interpolation"], crop_pct=cfg["crop_pct"])
     groups = group_parameters(model, model.group_matcher(coarse=True))
-    return Backbone(model, model.num_features, list(groups.values()), data_config, name=name)
+    # What forward() returns with the classifier removed: after a pre-logits head (MobileNetV3's conv_head) that
+    # is head_hidden_size, not num_features.
+    width = getattr(model, "head_hidden_size", None) or model.num_features
+    return Backbone(model, width, list(groups.values()), data_config, name=name)
 
 
 def build_timm(name: str, pretrained: bool) -> Backbone:

@@ -7,6 +7,7 @@ Both callbacks need a module with ``collect(loader)`` (``transferlab.strategies.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -21,10 +22,38 @@ from transferlab.analysis.validators import proxy_a_distance
 
 VALIDATORS = ("val/acc", "val/im", "val/snd", "val/neg_dev_risk")
 ORACLE = "val/target_acc_oracle"
+DISCRIMINATOR_WINS = 0.9  # last epoch's domain/acc at or above this: the domains stay separable
+IM_COLLAPSE = 0.5  # last epoch's IM below this share of its best: target predictions collapsed
+
+
+def harm_warnings(history: list[dict]) -> list[str]:
+    """Label-free signs that adaptation went wrong, each with what to try (empty when none shows).
+
+    Args:
+        history: one row per epoch with ``domain/acc`` (training discriminator accuracy) and ``val/im``.
+    """
+    warnings = []
+    domain_acc = [r["domain/acc"] for r in history if math.isfinite(r.get("domain/acc", math.nan))]
+    if domain_acc and domain_acc[-1] >= DISCRIMINATOR_WINS:
+        warnings.append(f"the domain discriminator won: domain/acc {domain_acc[-1]:.2f} in the last epoch (0.5 = "
+                        f"domains aligned), so features were not aligned and the adversarial loss may have cost "
+                        f"accuracy; compare with strategy=source_only, or try strategy.lambda_max=0.3, "
+                        f"strategy.discriminator_dropout=0.5 or a lower optimizer.lr")
+    im = [(r["epoch"], r["val/im"]) for r in history if math.isfinite(r.get("val/im", math.nan))]
+    if len(im) > 1:
+        best_epoch, best = max(im, key=lambda e: e[1])
+        if best > 0 and im[-1][1] < IM_COLLAPSE * best:
+            warnings.append(f"target predictions collapsed: IM fell from {best:.2f} (epoch {best_epoch}) to "
+                            f"{im[-1][1]:.2f} (last epoch), i.e. target predictions became unsure or fell onto few "
+                            f"classes; select on val/im (monitor=val/im) or compare with strategy=source_only")
+    return warnings
 
 
 class ValidatorSelection(L.Callback):
     """After each validation, record every validator and the accuracy on the labelled target test split.
+
+    It also records each epoch's training ``domain/acc``, and ``metrics_report()`` lists ``warnings`` when the
+    discriminator won or IM collapsed (``harm_warnings``); they are printed at the end of fitting.
 
     The target test accuracy is recorded, never used: ``metrics_report()`` gives, for each label-free validator,
     the epoch it would select (its maximum) and the target test accuracy at that epoch, beside the oracle's choice
@@ -48,6 +77,17 @@ class ValidatorSelection(L.Callback):
             row["target_test_acc"] = float((out["probs"].argmax(1) == out["labels"]).float().mean())
         self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
 
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get("domain/acc")  # this epoch's (logged on_epoch by the strategy)
+        row = next((r for r in self.history if r["epoch"] == trainer.current_epoch), None)
+        if value is not None and row is not None:
+            row["domain/acc"] = float(value)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            for warning in harm_warnings(self.history):
+                print(f"transferlab: warning: {warning}", file=sys.stderr)
+
     def metrics_report(self) -> dict:
         if not self.history:
             return {}
@@ -59,7 +99,7 @@ class ValidatorSelection(L.Callback):
                 chosen[key] = {"epoch": best["epoch"], "value": best[key],
                                "target_test_acc": best.get("target_test_acc", math.nan)}
         accs = [r["target_test_acc"] for r in self.history if "target_test_acc" in r]
-        report = {"selection": chosen, "history": self.history}
+        report = {"selection": chosen, "warnings": harm_warnings(self.history), "history": self.history}
         if accs:
             report["target_test_acc_last"] = accs[-1]
             report["target_test_acc_best_epoch_cheating"] = max(accs)
@@ -97,7 +137,7 @@ class DomainReport(L.Callback):
     def _features(self, trainer, pl_module) -> tuple[dict, dict]:
         datamodule = trainer.datamodule
         datamodule.setup("fit")
-        source_loader, target_loader = datamodule.val_dataloader()
+        source_loader, target_loader = datamodule.val_dataloader()[:2]
         return (pl_module.collect(source_loader, self.max_samples), pl_module.collect(target_loader, self.max_samples))
 
     def _log(self, trainer, name: str, value: float) -> None:

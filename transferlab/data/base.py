@@ -31,31 +31,62 @@ class TensorImageDataset(Dataset):
         return (self.transform(image) if self.transform else image), self.labels[i]
 
 
+def stream_seed(*keys: int) -> int:
+    """A 64-bit generator seed from integer keys (seed, stream, epoch, pass): independent streams for any keys."""
+    return int(np.random.SeedSequence([int(k) % 2**64 for k in keys]).generate_state(1, np.uint64)[0])
+
+
 class EpochSeededSampler(Sampler[tuple[int, int]]):
-    """A shuffle and per-sample augmentation seeds that depend only on (seed, epoch).
+    """A shuffle and per-sample augmentation seeds that depend only on (seed, stream, epoch, pass).
 
     Yields ``(index, sample_seed)`` pairs for ``SeededSamples``: a resumed run sees the same order and the same
     random crops as an uninterrupted one, whatever the number of workers. Lightning calls ``set_epoch`` every epoch.
 
+    Each domain of a pair draws from its own ``stream``, so source and target orders are independent. Within an
+    epoch a shorter domain is iterated again (``CombinedLoader(mode="max_size_cycle")``): each such pass gets a new
+    order. After a mid-epoch resume, the first iteration of the epoch continues where training stopped: ``done``
+    batches into the epoch is pass ``done // batches`` at batch ``done % batches`` (Lightning restores its progress
+    counters but restarts the loader); later passes start from their beginning.
+
     Args:
         length: dataset size.
         seed: the run's seed.
-        done: samples of the current epoch already trained on, read at the epoch's first draw; after a mid-epoch
-            resume they are skipped (Lightning restores its progress counters but restarts the loader).
+        stream: which independent stream of orders (0 = source/single domain, 1 = target).
+        batch_size: the loader's batch size (to turn batches into samples).
+        drop_last: whether the loader drops its last partial batch.
+        done: training batches of the current epoch already completed, read at the epoch's first draw.
     """
 
-    def __init__(self, length: int, seed: int, done: Callable[[], int] | None = None):
-        self.length, self.seed, self.epoch, self.done = length, seed, 0, done
+    def __init__(self, length: int, seed: int, stream: int = 0, batch_size: int = 1, drop_last: bool = False,
+                 done: Callable[[], int] | None = None):
+        self.length, self.seed, self.stream, self.epoch, self.done = length, seed, stream, 0, done
+        self.batch_size, self.drop_last = int(batch_size), bool(drop_last)
+        self._pass_epoch: int | None = None  # the epoch whose passes ``_pass`` counts
+        self._pass = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def batches(self) -> int:
+        """Batches in one pass over the data."""
+        return self.length // self.batch_size if self.drop_last else -(-self.length // self.batch_size)
+
+    def _begin_pass(self) -> int:
+        """Advance to the pass now starting; return the sample it starts at."""
+        if self._pass_epoch != self.epoch:  # the epoch's first iteration (or the first after a resume)
+            self._pass_epoch = self.epoch
+            self._pass, batch = divmod(self.done() if self.done else 0, max(self.batches, 1))
+            return batch * self.batch_size
+        self._pass += 1  # the cycled domain starts again within the epoch
+        return 0
+
     def __iter__(self):
         # A generator: drawn at the first ``next``, after Lightning's ``set_epoch``, even on resume.
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        start = self._begin_pass()
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, self.stream, self.epoch, self._pass))
         order = torch.randperm(self.length, generator=generator)
         seeds = torch.randint(2**62, (self.length,), generator=generator)
-        start = self.done() if self.done else 0
         yield from zip(order.tolist()[start:], seeds.tolist()[start:])
 
     def __len__(self) -> int:
@@ -169,22 +200,23 @@ class TransferDataModule(L.LightningDataModule):
         return TaskLabels(dataset, {name: torch.as_tensor(derived[name][1](labels), dtype=torch.long)
                                     for name in self.tasks})
 
-    def _loader(self, dataset, train: bool) -> DataLoader:
+    def _loader(self, dataset, train: bool, stream: int = 0) -> DataLoader:
         # A final training batch of one sample would crash BatchNorm: drop it, and only it.
         drop_last = train and len(dataset) % self.batch_size == 1
-        sampler = EpochSeededSampler(len(dataset), self.seed, self._samples_done) if train else None
+        sampler = EpochSeededSampler(len(dataset), self.seed, stream, self.batch_size, drop_last,
+                                     self._batches_done) if train else None
         if self.on_device:
             return device_loader(dataset, self.batch_size, sampler, drop_last)
         return DataLoader(SeededSamples(dataset) if train else dataset, batch_size=self.batch_size,
                           num_workers=self.num_workers, sampler=sampler,
                           drop_last=drop_last, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
 
-    def _samples_done(self) -> int:
-        """Training samples of the current epoch already processed (non-zero only after a mid-epoch resume)."""
+    def _batches_done(self) -> int:
+        """Training batches of the current epoch already completed (non-zero only after a mid-epoch resume)."""
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return 0
-        return trainer.fit_loop.epoch_loop.batch_progress.current.completed * self.batch_size
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

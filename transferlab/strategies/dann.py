@@ -31,11 +31,17 @@ class DANN(Finetune):
     discriminator cannot use a BN shift between domains), while the running statistics still average both.
 
     ``domain_weight=0`` is the source-only baseline (``strategy=source_only``): the target batch is not used in
-    training at all, not even through BatchNorm, so the baseline is not silently adapted.
+    training at all, not even through BatchNorm, so the baseline is not silently adapted -- unless
+    ``target_bn=True`` (``strategy=adabn``): then target batches go through the network beside the source batch
+    (BatchNorm statistics of both domains, as with ``joint_bn``) with no domain loss, which separates what
+    BatchNorm alone buys from adversarial alignment.
 
-    Validation expects two loaders, source val (``dataloader_idx`` 0) and target val (1). It logs ``val/acc``
-    (source), ``val/target_acc_oracle`` when target labels exist (evaluation only), and the label-free validators
-    ``val/im``, ``val/snd`` and ``val/neg_dev_risk`` (see ``transferlab.analysis.validators``).
+    Validation expects the four loaders of a ``DomainDataModule``: source val (``dataloader_idx`` 0), target val
+    (1), and the un-augmented source and target training images (2, 3). It logs ``val/acc`` (source),
+    ``val/target_acc_oracle`` when target labels exist (evaluation only), and the label-free validators
+    ``val/im``, ``val/snd`` and ``val/neg_dev_risk`` (see ``transferlab.analysis.validators``; DEV fits its domain
+    classifier on loaders 2 and 3 and weights loader 0). Testing logs ``test/source_acc`` and, when the target
+    has labels, ``test/target_acc``.
 
     Args:
         bottleneck_dim: width of the Linear-BN-ReLU bottleneck; 0 = none.
@@ -46,6 +52,7 @@ class DANN(Finetune):
         discriminator_hidden: width of the discriminator's two hidden layers.
         discriminator_dropout: dropout after each hidden layer (the variant for an overpowering discriminator).
         joint_bn: one concatenated source+target batch (True) or two passes (False).
+        target_bn: with ``domain_weight=0``, still pass target batches through the network (AdaBN-style).
         snd_temperature: temperature of the SND validator.
         *args, **kwargs: see ``Finetune`` (freezing, ``backbone_lr_mult``, head) and ``TransferModule``.
 
@@ -55,7 +62,8 @@ class DANN(Finetune):
 
     def __init__(self, *args, bottleneck_dim: int = 256, domain_weight: float = 1.0, lambda_schedule: str = "dann",
                  gamma: float = 10.0, lambda_max: float = 1.0, discriminator_hidden: int = 1024,
-                 discriminator_dropout: float = 0.0, joint_bn: bool = True, snd_temperature: float = 0.05, **kwargs):
+                 discriminator_dropout: float = 0.0, joint_bn: bool = True, target_bn: bool = False,
+                 snd_temperature: float = 0.05, **kwargs):
         kwargs.setdefault("backbone_lr_mult", 0.1)
         super().__init__(*args, **kwargs)
         if lambda_schedule not in LAMBDA_SCHEDULES:
@@ -72,9 +80,10 @@ class DANN(Finetune):
         self.discriminator = build_discriminator(width, discriminator_hidden, discriminator_dropout)
         self.domain_weight, self.lambda_schedule = float(domain_weight), lambda_schedule
         self.gamma, self.lambda_max, self.joint_bn = float(gamma), float(lambda_max), bool(joint_bn)
-        self.snd_temperature = float(snd_temperature)
+        self.target_bn, self.snd_temperature = bool(target_bn), float(snd_temperature)
         self.domain_acc = BinaryAccuracy()
         self.target_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        self.target_test_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self._outputs: dict[str, list[torch.Tensor]] = {}
 
     # --- data check ---------------------------------------------------------------------------------------------
@@ -111,6 +120,11 @@ class DANN(Finetune):
 
     def training_step(self, batch, batch_idx):
         (source, labels), (target, _) = batch["source"], batch["target"]
+        if self.domain_weight == 0 and self.target_bn:  # AdaBN-style: target batches through BN, no domain loss
+            logits = self.head.classifier(self.embed(torch.cat([source, target]))[: len(source)])
+            loss = self.classification_loss(logits, labels)
+            self.log_training(loss, logits, labels)
+            return loss
         if self.domain_weight == 0:  # source only: the target domain is never seen in training
             return super().training_step((source, labels), batch_idx)
         if self.joint_bn:
@@ -131,23 +145,29 @@ class DANN(Finetune):
         return loss
 
     # --- validation: source accuracy, oracle target accuracy, label-free validators -----------------------------
+    OUTPUTS = ("source_val_features", "source_val_losses", "target_val_probs", "source_train_features",
+               "target_train_features")
+
     def on_validation_epoch_start(self) -> None:
-        self._outputs = {"source_features": [], "source_losses": [], "target_features": [], "target_probs": []}
+        self._outputs = {name: [] for name in self.OUTPUTS}
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         images, labels = batch
         features = self.embed(images)
+        if dataloader_idx >= 2:  # un-augmented training images: what DEV fits its domain classifier on
+            self._outputs[("source_train_features", "target_train_features")[dataloader_idx - 2]].append(
+                features.float())
+            return
         logits = self.head.classifier(features)
         if dataloader_idx == 0:
             losses = F.cross_entropy(logits.float(), labels, reduction="none")
             self.val_acc(logits, labels)
             self.log("val/loss", losses.mean(), on_epoch=True, prog_bar=True, add_dataloader_idx=False)
             self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, add_dataloader_idx=False)
-            self._outputs["source_features"].append(features.float())
-            self._outputs["source_losses"].append(losses)
+            self._outputs["source_val_features"].append(features.float())
+            self._outputs["source_val_losses"].append(losses)
             return
-        self._outputs["target_features"].append(features.float())
-        self._outputs["target_probs"].append(logits.float().softmax(dim=-1))
+        self._outputs["target_val_probs"].append(logits.float().softmax(dim=-1))
         labelled = labels >= 0  # -1 = unlabelled target image
         if labelled.any():
             self.target_acc(logits[labelled], labels[labelled])
@@ -158,13 +178,25 @@ class DANN(Finetune):
         return values.flatten(0, 1) if self.trainer.world_size > 1 else values
 
     def on_validation_epoch_end(self) -> None:
-        if all(len(self._outputs[k]) for k in ("source_features", "target_features")):
-            scores = label_free_scores(self._gathered("source_features"), self._gathered("source_losses"),
-                                       self._gathered("target_features"), self._gathered("target_probs"),
-                                       self.snd_temperature)
+        if all(len(self._outputs[k]) for k in self.OUTPUTS):
+            scores = label_free_scores(**{name: self._gathered(name) for name in self.OUTPUTS},
+                                       temperature=self.snd_temperature)
             for name, value in scores.items():  # identical on every rank: computed from gathered tensors
                 self.log(f"val/{name}", value)
         super().on_validation_epoch_end()
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        """``test/source_*`` on the source test split (loader 0), ``test/target_*`` on the labelled target's (1)."""
+        images, labels = batch
+        logits = self(images)
+        loss = self.classification_loss(logits, labels)
+        domain, metric = (("source", self.test_acc), ("target", self.target_test_acc))[dataloader_idx]
+        metric(logits, labels)
+        self.log(f"test/{domain}_loss", loss, on_epoch=True, add_dataloader_idx=False)
+        self.log(f"test/{domain}_acc", metric, on_epoch=True, add_dataloader_idx=False)
+        if dataloader_idx == len(self.trainer.test_dataloaders) - 1:  # figures show the target when labelled
+            return {"loss": loss, "logits": logits.detach(), "target": labels}
+        return None
 
     # --- features for reports -----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,311 @@
+"""Domain adaptation under a reviewer's protocol: choose on a development pair, report on an untouched pair.
+
+1. ``select``, on the development pair ``data=digits_blend`` (digits -> other digits blended with photographs):
+   source_only and each DANN candidate (lambda_max, discriminator dropout), for both backbones, 2 seeds. A
+   candidate's score is the target *validation* accuracy of the checkpoint the run's own monitor (source val
+   accuracy) selects, minus source_only's. The chosen candidate maximises the worse of its two backbones' gains
+   (ties: the mean gain), so a default that hurts one regime loses to one that helps both a little. Target *test*
+   accuracy on this pair is reported and never read by the choice.
+2. ``evaluate``, on ``data=fonts_to_digits`` (printed digits in bundled fonts -> handwritten digits: a rendering
+   shift, where the development pair's is a background shift), never used for any choice: source_only, adabn
+   (target batches through BatchNorm, no domain loss) and dann with the chosen candidate, for both backbones, 5
+   seeds x 2 split seeds, target test accuracy of the monitor-selected checkpoint, mean +- 95% t-interval, and the
+   paired gain over source_only with its interval.
+
+Both backbones are in every comparison: EfficientNet-Lite0 with its packaged ImageNet weights, and ResNet-18 from
+scratch (with 32-px images a from-scratch network is a strong baseline). Each run is ``python -m transferlab.run``
+in its own process with ``--threads`` intra-op threads, ``--jobs`` at a time. Records go to ``<out>/runs.json``
+(``--record FILE`` copies them, e.g. to ``benchmarks/results/da_protocol.json``) and the tables to
+``<out>/result.md``; ``--report FILE`` rebuilds the tables from a records file, and ``--write-results`` puts them
+into benchmarks/RESULTS.md. An ``--out`` folder that already holds finished runs is continued, never overwritten.
+
+    python benchmarks/da_protocol.py --jobs 2 --threads 1     # both phases (~50 min on 2 idle cores)
+    python benchmarks/da_protocol.py --quick                  # smoke run: every phase, tiny, ~1 min
+    python benchmarks/da_protocol.py --report benchmarks/results/da_protocol.json --write-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+BEGIN, END = "<!-- da_protocol:begin -->", "<!-- da_protocol:end -->"
+
+BACKBONES = {"lite0 (ImageNet)": ["model=efficientnet_lite0"],
+             "resnet18 (scratch)": ["model=resnet18", "model.weights=none"]}
+RECIPE = ["data.image_size=32", "data.batch_size=32", "data.validator_samples=400", "optimizer=adamw",
+          "optimizer.lr=1e-3", "scheduler=dann", "strategy.backbone_lr_mult=1.0", "trainer.max_epochs=1000",
+          "trainer.max_steps=160", "logger=none", "callbacks.domain_report.method=pca",
+          "callbacks.evaluation_figures=null", "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false",
+          "+trainer.enable_model_summary=false"]
+CANDIDATES = {f"lambda{lam}_drop{drop}": [f"strategy.lambda_max={lam}", f"strategy.discriminator_dropout={drop}"]
+              for lam, drop in ((1.0, 0.0), (1.0, 0.5), (0.3, 0.5), (0.1, 0.5))}
+DEV = {"pair": "digits_blend", "seeds": [(100, 100), (101, 101)]}
+EVAL = {"pair": "fonts_to_digits", "seeds": [(seed, split) for split in (0, 1) for seed in range(5)],
+        "extra": ["data.source_size=1200"]}  # source 840 training images, target 1,258: the target is the larger
+QUICK = ["data.image_size=16", "data.batch_size=8", "data.validator_samples=16", "trainer.max_steps=4",
+         "trainer.limit_train_batches=2",
+         "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "callbacks.domain_report.max_samples=16"]
+
+
+# --- running ------------------------------------------------------------------------------------------------------
+def job(phase: str, pair: str, backbone: str, method: str, candidate: str | None, seed: int, split: int,
+        overrides: list[str]) -> dict:
+    return {"phase": phase, "pair": pair, "backbone": backbone, "method": method, "candidate": candidate,
+            "seed": seed, "split_seed": split, "overrides": overrides}
+
+
+def plan(phase: str, args, chosen: str | None = None) -> list[dict]:
+    """The jobs of one phase: (backbone x method x seeds)."""
+    quick = args.quick
+    backbones = dict(list(BACKBONES.items())[-1:]) if quick else BACKBONES
+    spec = DEV if phase == "select" else EVAL
+    seeds = spec["seeds"][:1] if quick else spec["seeds"]
+    methods = {"source_only": (None, ["strategy=source_only"])}
+    if phase == "select":
+        candidates = dict(list(CANDIDATES.items())[:1]) if quick else CANDIDATES
+        methods |= {f"dann {name}": (name, ["strategy=dann", *o]) for name, o in candidates.items()}
+    else:
+        methods |= {"adabn": (None, ["strategy=adabn"]), "dann": (chosen, ["strategy=dann", *CANDIDATES[chosen]])}
+    jobs = []
+    for backbone, model in backbones.items():
+        for method, (candidate, strategy) in methods.items():
+            for seed, split in seeds:
+                overrides = [*strategy, f"data={spec['pair']}", *model, *RECIPE, *spec.get("extra", []),
+                             *(QUICK if quick else []), f"seed={seed}", f"data.split_seed={split}"]
+                jobs.append(job(phase, spec["pair"], backbone, method, candidate, seed, split, overrides))
+    return jobs
+
+
+def folder_name(j: dict) -> str:
+    text = f"{j['phase']}_{j['backbone']}_{j['method']}_s{j['seed']}_p{j['split_seed']}"
+    return "".join(c if (c.isascii() and c.isalnum()) or c in ".-" else "_" for c in text)
+
+
+def run_job(j: dict, out: Path, threads: int) -> dict:
+    """Run one job in its own process (or reuse its finished run); return its record."""
+    run_dir = out / folder_name(j)
+    metrics_file = run_dir / "metrics.json"
+    if not (metrics_file.is_file() and json.loads(metrics_file.read_text()).get("status") == "completed"):
+        shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run of this benchmark's own: start it again
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "PYTHONWARNINGS": "ignore", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                                                        os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-m", "transferlab.run", *j["overrides"], f"hydra.run.dir={run_dir}"],
+                              cwd=out, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"da_protocol: {folder_name(j)} failed: {tail}", file=sys.stderr)
+            return {**j, "status": "failed", "error": tail}
+    return {**j, **record(json.loads(metrics_file.read_text()))}
+
+
+def record(metrics: dict) -> dict:
+    """What the tables need from one run's metrics.json."""
+    values, report = metrics["metrics"], metrics.get("domain_adaptation", {})
+    selection, history = report.get("selection", {}), report.get("history", [])
+    chosen_epoch = selection.get("val/acc", {}).get("epoch")
+    chosen_row = next((r for r in history if r["epoch"] == chosen_epoch), {})
+    return {"status": metrics["status"], "seconds": metrics["seconds"],
+            "target_test_acc": values.get("test/target_acc"), "source_test_acc": values.get("test/source_acc"),
+            "target_val_acc_selected": chosen_row.get("val/target_acc_oracle"),
+            "selected_epoch": chosen_epoch, "epochs": len(history),
+            "target_test_acc_last": report.get("target_test_acc_last"),
+            "target_test_acc_by": {k.removeprefix("val/"): v["target_test_acc"] for k, v in selection.items()},
+            "domain_acc_last": history[-1].get("domain/acc") if history else None,
+            "pad_start": values.get("domain/pad_start", metrics.get("domain/pad_start")),
+            "pad_end": values.get("domain/pad_end", metrics.get("domain/pad_end")),
+            "warnings": report.get("warnings", [])}
+
+
+def run_all(jobs: list[dict], out: Path, threads: int, parallel: int) -> list[dict]:
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(lambda j: run_job(j, out, threads), jobs))
+
+
+# --- statistics and tables ----------------------------------------------------------------------------------------
+def mean_ci(values: list[float]) -> tuple[float, float, int]:
+    """Mean, half-width of the 95% t-interval (nan for n < 2), and n."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n) if n > 1 else math.nan
+    return statistics.mean(values), half, n
+
+
+def fmt(values: list[float], scale: float = 100.0) -> str:
+    mean, half, n = mean_ci(values)
+    if n == 0:
+        return "n/a"
+    return f"{mean * scale:.1f} ± {half * scale:.1f}" if n > 1 else f"{mean * scale:.1f}"
+
+
+def verdict(gains: list[float]) -> str:
+    mean, half, n = mean_ci(gains)
+    if n < 2 or math.isnan(half):
+        return "n < 2"
+    if mean - half > 0:
+        return "significant gain"
+    if mean + half < 0:
+        return "significant loss"
+    return "no significant gain"
+
+
+def completed(records: list[dict], **where) -> list[dict]:
+    return [r for r in records if r["status"] == "completed" and all(r[k] == v for k, v in where.items())]
+
+
+def paired_gains(records: list[dict], backbone: str, method: str, key: str) -> list[float]:
+    """``method`` minus source_only on the same (seed, split seed) and backbone."""
+    base = {(r["seed"], r["split_seed"]): r[key] for r in completed(records, backbone=backbone, method="source_only")}
+    return [r[key] - base[(r["seed"], r["split_seed"])] for r in completed(records, backbone=backbone, method=method)
+            if (r["seed"], r["split_seed"]) in base and r[key] is not None]
+
+
+def choose(records: list[dict]) -> str:
+    """The DANN candidate whose worse backbone gains most in selected-checkpoint target *val* accuracy."""
+    dev = [r for r in records if r["phase"] == "select"]
+    scores = {}
+    for candidate in sorted({r["candidate"] for r in dev if r["candidate"]}):
+        gains = [statistics.mean(g) for b in sorted({r["backbone"] for r in dev})
+                 if (g := paired_gains(dev, b, f"dann {candidate}", "target_val_acc_selected"))]
+        if gains:
+            scores[candidate] = (min(gains), statistics.mean(gains))
+    if not scores:
+        raise SystemExit("da_protocol: no completed development run to choose from; see the runs' metrics.json")
+    return max(scores, key=scores.get)
+
+
+def selection_table(records: list[dict], chosen: str) -> list[str]:
+    dev = [r for r in records if r["phase"] == "select"]
+    lines = ["| backbone | method | target val acc, selected ckpt (chooses) | gain vs source_only | target test acc "
+             "(not used) | domain/acc end | n |", "|---|---|---|---|---|---|---|"]
+    for backbone in dict.fromkeys(r["backbone"] for r in dev):
+        for method in dict.fromkeys(r["method"] for r in dev):
+            runs = completed(dev, backbone=backbone, method=method)
+            gain = "" if method == "source_only" else fmt(paired_gains(dev, backbone, method,
+                                                                       "target_val_acc_selected"))
+            mark = " **(chosen)**" if method == f"dann {chosen}" else ""
+            lines.append(f"| {backbone} | {method}{mark} | {fmt([r['target_val_acc_selected'] for r in runs])} | "
+                         f"{gain} | {fmt([r['target_test_acc'] for r in runs])} | "
+                         f"{fmt([r['domain_acc_last'] for r in runs], 1.0)} | {len(runs)} |")
+    return lines
+
+
+def evaluation_table(records: list[dict]) -> list[str]:
+    ev = [r for r in records if r["phase"] == "evaluate"]
+    lines = ["| backbone | method | target test acc (monitor: source val) | gain vs source_only | verdict | "
+             "source test acc | target test, last epoch | by IM | by DEV | domain/acc end | runs warned | n | s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for backbone in dict.fromkeys(r["backbone"] for r in ev):
+        for method in dict.fromkeys(r["method"] for r in ev):
+            runs = completed(ev, backbone=backbone, method=method)
+            gains = [] if method == "source_only" else paired_gains(ev, backbone, method, "target_test_acc")
+            seconds = statistics.mean(r["seconds"] for r in runs) if runs else math.nan
+            lines.append(
+                f"| {backbone} | {method} | {fmt([r['target_test_acc'] for r in runs])} | "
+                f"{fmt(gains) if gains else ''} | {verdict(gains) if gains else ''} | "
+                f"{fmt([r['source_test_acc'] for r in runs])} | {fmt([r['target_test_acc_last'] for r in runs])} | "
+                f"{fmt([r['target_test_acc_by'].get('im') for r in runs])} | "
+                f"{fmt([r['target_test_acc_by'].get('neg_dev_risk') for r in runs])} | "
+                f"{fmt([r['domain_acc_last'] for r in runs], 1.0)} | {sum(bool(r['warnings']) for r in runs)} | "
+                f"{len(runs)} | {seconds:.0f} |")
+    return lines
+
+
+def tables(data: dict) -> str:
+    """The markdown report of a records file (``{"meta": ..., "runs": [...]}``)."""
+    records, meta = data["runs"], data["meta"]
+    chosen = choose(records)
+    failed = [r for r in records if r["status"] != "completed"]
+    text = [f"Measured {meta['date']} on {meta['cpu']}, {meta['threads']} intra-op thread(s) per run, {meta['jobs']} "
+            f"run(s) at a time; {meta['versions']}; {meta['wall_s'] / 60:.0f} min wall. Recipe for every run: "
+            f"`{' '.join(RECIPE)}`. Accuracies in %, mean ± 95% t-interval over n runs; gains are paired by "
+            f"(seed, split seed).", "",
+            f"**1. Selection on the development pair `{DEV['pair']}`** (seeds/split seeds {DEV['seeds']}). Rule: "
+            f"the DANN candidate whose worse backbone gains most over source_only in target *validation* accuracy "
+            f"of the monitor-selected checkpoint. Chosen: **{chosen}**.", "", *selection_table(records, chosen), "",
+            f"**2. Evaluation on the untouched pair `{EVAL['pair']}`** (seeds 0-4 × split seeds 0, 1; "
+            f"`{' '.join(EVAL['extra'])}`), dann = the chosen candidate, nothing re-tuned.", "",
+            *evaluation_table(records)]
+    if failed:
+        text += ["", f"Failed runs ({len(failed)}): " + "; ".join(f"{folder_name(r)}: {r['error']}" for r in failed)]
+    return "\n".join(text) + "\n"
+
+
+def write_results(text: str) -> None:
+    """Replace the section between the markers in benchmarks/RESULTS.md (atomically)."""
+    page = RESULTS.read_text()
+    if BEGIN not in page or END not in page:
+        raise SystemExit(f"da_protocol: {RESULTS} has no {BEGIN} ... {END} section to fill")
+    head, rest = page.split(BEGIN, 1)
+    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+    tmp.replace(RESULTS)
+
+
+def meta(args, wall: float) -> dict:
+    import lightning
+    import torch
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if platform.system() == "Linux" else platform.processor()
+    return {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": f"{cpu} ({os.cpu_count()} CPUs)",
+            "threads": args.threads, "jobs": args.jobs, "wall_s": round(wall, 1), "quick": args.quick,
+            "versions": f"torch {torch.__version__}, lightning {lightning.__version__}"}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", choices=("select", "evaluate", "all"), default="all")
+    parser.add_argument("--quick", action="store_true", help="one seed, one candidate, 4 steps: a smoke run")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default: a new timestamped one)")
+    parser.add_argument("--record", type=Path, default=None, help="also copy the records to this file")
+    parser.add_argument("--report", type=Path, default=None, help="only rebuild the tables from this records file")
+    parser.add_argument("--write-results", action="store_true", help="put the tables into benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.report is not None:
+        data = json.loads(args.report.read_text())
+    else:
+        out = args.out or ROOT / "outputs" / "benchmarks" / "da_protocol" / datetime.now().strftime("%Y%m%d-%H%M%S")
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        records = run_all(plan("select", args), out, args.threads, args.jobs) if args.phase != "evaluate" else []
+        if args.phase != "select":
+            previous = json.loads((out / "runs.json").read_text())["runs"] if (out / "runs.json").is_file() else []
+            dev = records or [r for r in previous if r["phase"] == "select"]
+            records = dev + run_all(plan("evaluate", args, choose(dev)), out, args.threads, args.jobs)
+        data = {"meta": meta(args, time.perf_counter() - start), "runs": records}
+        (out / "runs.json").write_text(json.dumps(data, indent=1))
+        if args.record:
+            args.record.parent.mkdir(parents=True, exist_ok=True)
+            args.record.write_text(json.dumps(data, indent=1))
+    text = tables(data) if any(r["phase"] == "evaluate" for r in data["runs"]) else \
+        "\n".join(selection_table(data["runs"], choose(data["runs"]))) + "\n"
+    print(text)
+    if args.report is None:
+        (out / "result.md").write_text(text)
+    if args.write_results:
+        write_results(text)
+    return data
+
+
+if __name__ == "__main__":
+    main()
