@@ -100,6 +100,16 @@ def setup_case(case, tmp_path, workdir, monkeypatch) -> list[str]:
         return [*FOLDER, f"data.root={images(tmp_path)}", f"resume={earlier / 'checkpoints' / 'last.ckpt'}"]
     if case == "existing-run-folder":
         return [f"hydra.run.dir={earlier}"]
+    if case.startswith("da-"):
+        source = images(tmp_path)
+        target = {"da-same-folder": source, "da-empty-target": tmp_path / "flat",
+                  "da-target-below-one-batch": tmp_path / "flat"}[case]
+        target.mkdir(exist_ok=True)
+        if case == "da-target-below-one-batch":  # 5 images: 2 held out for validation, 3 to train on
+            for i in range(5):
+                Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(target / f"t{i}.png")
+        return ["strategy=dann", "data=domain_pair", f"data.source={source}", f"data.target={target}",
+                "data.num_workers=0", "data.persistent_workers=false", "data.pin_memory=false"]
     return case.split(" ", 1)[1].split()  # "<n>-... <overrides>": plain overrides
 
 
@@ -123,6 +133,10 @@ CASES = {
     "14-truncated-last-ckpt": "resume=.*last.ckpt: unreadable checkpoint",
     "15-head-classes-differ": "checkpoint tensor head.* has shape \\(10, 1280\\) .*the data has 2 classes",
     "existing-run-folder": "earlier already holds a run \\(metrics.json, checkpoints\\); it is never overwritten",
+    "da-same-folder": "data.source and data.target are the same folder .*images.*needs two domains",
+    "da-empty-target": "data.target=.*flat has no images",
+    "da-target-below-one-batch": "data.target: its training split has 3 image\\(s\\), fewer than one batch "
+                                 "\\(data.batch_size=4\\)",
 }
 
 

@@ -51,3 +51,24 @@ def test_dataload_quick(tmp_path):
     rows = load("dataload").main(["--quick", "--out", str(tmp_path)])
     assert [r["on_device"] for r in rows] == [False, True]
     assert all(r["loader_img_s"] > 0 and r["model_img_s"] > 0 and r["headroom"] > 0 for r in rows)
+
+
+def test_da_protocol_quick_runs_both_phases_and_its_tables_rebuild_from_the_records(tmp_path):
+    bench = load("da_protocol")
+    data = bench.main(["--quick", "--jobs", "2", "--out", str(tmp_path / "run"), "--record", str(tmp_path / "r.json")])
+    runs = data["runs"]
+    assert {r["phase"] for r in runs} == {"select", "evaluate"} and all(r["status"] == "completed" for r in runs)
+    assert {r["method"] for r in runs if r["phase"] == "evaluate"} == {"source_only", "adabn", "dann"}
+    assert all(r["pair"] == "fonts_to_digits" for r in runs if r["phase"] == "evaluate")
+    assert all(0 <= r["target_test_acc"] <= 1 for r in runs)
+    assert bench.tables(json.loads((tmp_path / "r.json").read_text())) == (tmp_path / "run" / "result.md").read_text()
+    again = bench.main(["--quick", "--jobs", "2", "--out", str(tmp_path / "run")])  # continued: nothing re-run
+    assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in runs]
+
+
+def test_results_md_da_tables_are_generated_from_the_committed_records():
+    bench = load("da_protocol")
+    records = BENCHMARKS / "results" / "da_protocol.json"
+    page = (BENCHMARKS / "RESULTS.md").read_text()
+    section = page.split(bench.BEGIN, 1)[1].split(bench.END, 1)[0]
+    assert section.strip() == bench.tables(json.loads(records.read_text())).strip()

@@ -10,6 +10,7 @@ import torch
 from fakes import make_image_tree
 from lightning.pytorch.callbacks import Callback
 
+from transferlab.callbacks.domain import harm_warnings
 from transferlab.errors import TransferlabError
 from transferlab.heads import GradientReversal, build_discriminator, dann_lambda, grad_reverse
 from transferlab.run import build, train
@@ -155,8 +156,21 @@ def test_selection_report_figures_and_pad(make_cfg, tmp_path):
     assert set(report["selection"]) == {"val/acc", "val/im", "val/snd", "val/neg_dev_risk", "val/target_acc_oracle"}
     chosen = report["selection"]["val/acc"]
     assert chosen["value"] == max(r["val/acc"] for r in report["history"])
-    assert metrics["metrics"]["test/acc"] == pytest.approx(chosen["target_test_acc"], abs=1e-6)  # the same weights
+    assert metrics["metrics"]["test/target_acc"] == pytest.approx(chosen["target_test_acc"], abs=1e-6)  # same weights
+    assert 0 <= metrics["metrics"]["test/source_acc"] <= 1 and "test/acc" not in metrics["metrics"]
+    assert isinstance(report["warnings"], list) and all("domain/acc" in r for r in report["history"])
     assert report["target_test_acc_best_epoch_cheating"] == max(r["target_test_acc"] for r in report["history"])
     assert -2 <= metrics["domain/pad_start"] <= 2 and -2 <= metrics["domain/pad_end"] <= 2
     assert (run / "figures" / "embedding.png").stat().st_size > 0
     assert 0 < metrics["metrics"]["dann/lambda"] < 1 and 0 <= metrics["metrics"]["domain/acc"] <= 1
+
+
+def test_harm_warnings_name_a_winning_discriminator_and_an_im_collapse():
+    healthy = [{"epoch": e, "domain/acc": 0.6, "val/im": 0.5 + 0.05 * e} for e in range(4)]
+    assert harm_warnings(healthy) == []
+    won = [*healthy[:-1], {"epoch": 3, "domain/acc": 0.96, "val/im": 0.6}]
+    assert len(harm_warnings(won)) == 1 and "discriminator won: domain/acc 0.96" in harm_warnings(won)[0]
+    collapsed = [{"epoch": 0, "domain/acc": 0.7, "val/im": 0.61}, {"epoch": 1, "domain/acc": 0.7, "val/im": 0.12}]
+    assert len(harm_warnings(collapsed)) == 1 and "IM fell from 0.61 (epoch 0) to 0.12" in harm_warnings(collapsed)[0]
+    assert len(harm_warnings([{**r, "domain/acc": 0.95} for r in collapsed])) == 2
+    assert harm_warnings([{"epoch": 0, "val/im": 0.5}]) == []  # source only: no discriminator, one epoch

@@ -8,6 +8,7 @@ from fakes import make_image_tree
 from lightning.pytorch.utilities import CombinedLoader
 
 from transferlab.backbones.backbone import DataConfig
+from transferlab.data.digits import load_digit_images
 from transferlab.data.digits_blend import DigitsBlendDataModule
 from transferlab.data.domain_pair import DomainPairDataModule
 from transferlab.errors import TransferlabError
@@ -18,13 +19,30 @@ def test_digits_blend_is_a_deterministic_mnistm_style_pair():
     first.setup("fit")
     second.setup("fit")
     assert torch.equal(first.target_train.images, second.target_train.images)
-    assert first.target_train.images.shape == first.train_set.images.shape == (len(first.train_set), 3, 16, 16)
-    assert torch.equal(first.target_test.labels, first.test_set.labels)
+    assert first.target_train.images.shape[1:] == first.train_set.images.shape[1:] == (3, 16, 16)
+    assert abs(len(first.target_train) - len(first.train_set)) <= 10  # halves of the 1,797 digits
     source, target = first.train_set.images.float(), first.target_train.images.float()
-    assert (target - source).abs().mean() > 40  # photo backgrounds, not the black digit background
+    black = lambda images: (images < 10).float().mean()  # noqa: E731
+    assert black(source) > 0.35 and black(target) < 0.15  # photo backgrounds, not the black digit background
     channels = target.mean(dim=(2, 3))
     assert (channels.max(1).values - channels.min(1).values).mean() > 5  # colour, unlike the grey source
     assert first.target_labelled and first.num_classes == 10
+
+
+def test_digits_blend_domains_hold_disjoint_digit_images():
+    data = DigitsBlendDataModule(image_size=16, batch_size=8, data_config=DataConfig())
+    data.setup("fit")
+    assert not set(data.source_indices) & set(data.target_indices)
+    assert len(data.source_indices) + len(data.target_indices) == 1797
+    images, labels = load_digit_images(16)
+    source = {images[i].numpy().tobytes() for i in data.source_indices}
+    for split in (data.train_set, data.val_set, data.test_set):  # every source image is a source-half digit
+        assert all(image.numpy().tobytes() in source for image in split.images)
+    assert len(data.train_set) + len(data.val_set) + len(data.test_set) == len(data.source_indices)
+    assert len(data.target_train) + len(data.target_val) + len(data.target_test) == len(data.target_indices)
+    other = DigitsBlendDataModule(image_size=16, batch_size=8, data_config=DataConfig(), split_seed=1)
+    other.setup("fit")
+    assert set(other.source_indices) != set(data.source_indices)  # the split seed draws another halving
 
 
 def test_training_batches_pair_both_domains_and_validation_has_both():
@@ -35,8 +53,11 @@ def test_training_batches_pair_both_domains_and_validation_has_both():
     batch, _, _ = next(iter(loader))
     (xs, ys), (xt, _) = batch["source"], batch["target"]
     assert xs.shape == xt.shape == (8, 3, 16, 16) and ys.dtype == torch.long
-    source_val, target_val = data.val_dataloader()
-    assert len(source_val.dataset) == len(target_val.dataset) == len(data.val_set)
+    source_val, target_val, source_train, target_train = data.val_dataloader()
+    assert len(source_val.dataset) == len(data.val_set) and len(target_val.dataset) == len(data.target_val)
+    assert len(source_train.dataset) == len(data.train_set) and len(target_train.dataset) == len(data.target_train)
+    image, _ = source_train.dataset[0]
+    assert torch.equal(image, source_train.dataset[0][0])  # the training images without augmentation
 
 
 @pytest.fixture
@@ -68,7 +89,9 @@ def test_unlabelled_flat_target_folder(trees, tmp_path):
     data = pair(trees["source"], flat)
     data.setup("fit")
     assert not data.target_labelled and len(data.target_val) + len(data.target_train) == 40
-    assert data.target_train[0][1] == -1 and data.test_dataloader().dataset is data.test_set
+    assert data.target_train[0][1] == -1
+    (source_test,) = data.test_dataloader()  # no target labels: only test/source_acc
+    assert source_test.dataset is data.test_set
 
 
 def test_mismatched_classes_and_empty_target_are_clear_errors(trees, tmp_path):

@@ -170,6 +170,20 @@ def test_markdown_shows_headline_metrics_and_csv_keeps_all(tmp_path):
                                                       "train/loss_step": 0.3})
     summarize(sweep, echo=False)
     md = (sweep / "summary.md").read_text()
-    assert "| job | optimizer.lr | status | test/acc | test/loss | train/loss | val/acc | val/acc_best | seconds |" in md
+    header = "| job | optimizer.lr | status | val/acc | test/acc | test/loss | train/loss | val/acc_best | seconds |"
+    assert header in md
     assert "lr/head" not in md and "train/loss_step" not in md
     assert {"lr/head", "train/loss_step"} <= set(read_csv(sweep / "summary.csv")[0])
+
+
+def test_jobs_are_ranked_by_the_monitor_never_by_test_metrics(tmp_path):
+    """Job 0 is better on val/acc (the runs' monitor), job 1 on test/acc: the summary picks job 0 and says so."""
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["optimizer.lr=1e-2"], {**scores(0.6), "val/acc": 0.9})
+    make_job(sweep, 1, ["optimizer.lr=1e-3"], {**scores(0.8), "val/acc": 0.5})
+    rows = summarize(sweep, echo=False)
+    assert [r["job"] for r in rows] == ["0", "1"]
+    md = (sweep / "summary.md").read_text()
+    assert "Ranked by `val/acc` (max): the runs' monitored validation metric" in md
+    summarize(sweep, metric="test/acc", echo=False)
+    assert "ranking on a test metric selects on the test set" in (sweep / "summary.md").read_text()

@@ -15,7 +15,8 @@ from transferlab.run import build, train
 
 BATCH = 4
 # Tiny, fast and offline: a MobileNetV3-Small-0.5 from scratch at 16 px, no figures, no logger.
-PAIR = ["strategy=dann", "data=domain_pair", "model=timm", "model.name=mobilenetv3_small_050", "model.weights=none", "data.image_size=16",
+PAIR = ["strategy=dann", "data=domain_pair", "model=timm", "model.name=mobilenetv3_small_050", "model.weights=none",
+        "data.image_size=16",
         f"data.batch_size={BATCH}", "data.num_workers=0", "data.persistent_workers=false", "data.pin_memory=false",
         "data.val_fraction=0.2", "data.test_fraction=0.2", "logger=none", "callbacks.evaluation_figures=null",
         "callbacks.domain_report=null", "callbacks.lr_monitor=null", "++callbacks.rich_progress_bar=null",

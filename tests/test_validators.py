@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from transferlab.analysis.validators import (dev_risk, domain_importance_weights, information_maximization,
-                                             label_free_scores, proxy_a_distance, soft_neighborhood_density)
+from transferlab.analysis.validators import (
+    dev_risk,
+    domain_importance_weights,
+    information_maximization,
+    label_free_scores,
+    proxy_a_distance,
+    soft_neighborhood_density,
+)
 
 
 def test_im_is_log_c_for_confident_diverse_and_zero_for_uniform_or_collapsed():

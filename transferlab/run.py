@@ -123,7 +123,7 @@ def train(cfg: DictConfig) -> float:
     output_dir = Path(cfg.paths.output_dir)
     check_fresh(output_dir)  # before the try: a refused run writes nothing
     start = time.perf_counter()
-    payload = {"status": "failed", "monitor": cfg.monitor}
+    payload = {"status": "failed", "monitor": cfg.monitor, "monitor_mode": cfg.monitor_mode}
     try:
         _, datamodule, module, trainer = build(cfg)
         trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(resume_path(cfg)))

@@ -1,6 +1,9 @@
 """Summarise a Hydra multirun folder: ``summary.csv``, ``summary.md`` and a heatmap / bar / parallel-coordinates chart.
 
-    python -m transferlab.analysis.sweep_summary outputs/sweeps/<timestamp> [--metric test/acc] [--mode max]
+    python -m transferlab.analysis.sweep_summary outputs/sweeps/<timestamp> [--metric val/acc] [--mode max]
+
+Jobs are ranked by the runs' own ``monitor`` (a validation metric: what checkpoints and sweepers optimise), never
+by a test metric by default: test columns are the outcome of that choice, not a criterion for it.
 
 Each job folder (``<sweep>/<hydra.job.num>/``) holds ``.hydra/overrides.yaml`` and ``metrics.json``
 (written by ``transferlab.run``). Only ``summary.csv``, ``summary.md``, ``heatmap.png`` (two swept parameters),
@@ -68,6 +71,18 @@ def _read_job(job_dir: Path, metric: str) -> tuple[dict, dict]:
     if payload.get("error"):
         row["error"] = str(payload["error"])
     return overrides, row
+
+
+def _monitor(sweep: Path, jobs: list[Path]) -> tuple[str, str]:
+    """The monitored metric and its mode, as the jobs' metrics.json record them (``val/acc``, max if none does)."""
+    for job in jobs:
+        try:
+            payload = json.loads((job / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if payload.get("monitor"):
+            return str(payload["monitor"]), str(payload.get("monitor_mode") or "max")
+    return "val/acc", "max"
 
 
 def _sort_key(row: dict, metric: str, mode: str) -> tuple:
@@ -170,13 +185,15 @@ def _plot(rows: list[dict], keys: list[str], metric: str, mode: str):
     return fig
 
 
-def summarize(sweep_dir: str | Path, metric: str = "test/acc", mode: str = "max", echo: bool = True) -> list[dict]:
+def summarize(sweep_dir: str | Path, metric: str | None = None, mode: str | None = None,
+              echo: bool = True) -> list[dict]:
     """Collect every job of a sweep into one table, sorted by ``metric``, and write it next to the jobs.
 
     Args:
         sweep_dir: The multirun folder (``hydra.sweep.dir``) whose direct subfolders are jobs.
-        metric: Metric to sort and plot by (a key of ``metrics.json``'s ``metrics``).
-        mode: ``"max"`` or ``"min"``: which end of ``metric`` is best.
+        metric: Metric to sort and plot by (a key of ``metrics.json``'s ``metrics``); ``None`` = the runs'
+            ``monitor``. A ``test/`` metric is allowed but flagged: ranking on it selects on the test set.
+        mode: ``"max"`` or ``"min"``: which end of ``metric`` is best; ``None`` = the runs' ``monitor_mode``.
         echo: Print the markdown table.
 
     Returns:
@@ -187,7 +204,7 @@ def summarize(sweep_dir: str | Path, metric: str = "test/acc", mode: str = "max"
         ValueError: ``mode`` is neither ``"max"`` nor ``"min"``.
         FileNotFoundError: ``sweep_dir`` is not a folder.
     """
-    if mode not in ("max", "min"):
+    if mode not in ("max", "min", None):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     sweep = Path(sweep_dir)
     if not sweep.is_dir():
@@ -197,6 +214,8 @@ def summarize(sweep_dir: str | Path, metric: str = "test/acc", mode: str = "max"
     if not jobs:
         log.warning("No job folders in %s; nothing to summarise", sweep)
         return []
+    monitor, monitor_mode = _monitor(sweep, jobs)
+    metric, mode = metric or monitor, mode or (monitor_mode if (metric or monitor) == monitor else "max")
     parsed = [_read_job(job, metric) for job in jobs]
     keys = list(dict.fromkeys(k for overrides, _ in parsed for k in overrides))
     rows = [{"job": row["job"], **{k: overrides.get(k, "") for k in keys}, **row} for overrides, row in parsed]
@@ -210,8 +229,11 @@ def summarize(sweep_dir: str | Path, metric: str = "test/acc", mode: str = "max"
     headline = [metric] + [k for k in metric_cols if k != metric and k.startswith(HEADLINE)
                            and not k.endswith(("_step", "_epoch"))]
     table = markdown_table(rows, ["job", *keys, "status", *headline, *columns[columns.index("seconds"):]])
-    (sweep / "summary.md").write_text(f"# Sweep summary: {sweep.name}\n\nSorted by `{metric}` ({mode}); every "
-                                      f"metric is in summary.csv.\n\n{table}\n")
+    caveat = ("the runs' monitored validation metric; test columns are the outcome of this choice, not a criterion"
+              if metric == monitor else "not the runs' monitor" + (": ranking on a test metric selects on the test "
+                                                                     "set" if metric.startswith("test/") else ""))
+    (sweep / "summary.md").write_text(f"# Sweep summary: {sweep.name}\n\nRanked by `{metric}` ({mode}): {caveat}. "
+                                      f"Every metric is in summary.csv.\n\n{table}\n")
     varying = [k for k in keys if len({row[k] for row in rows}) > 1]
     figures = {}
     if len(varying) in (1, 2):
@@ -248,7 +270,7 @@ class SweepSummary(Callback):
     with the CLI). Hydra also wraps callbacks in try/except (a warning), but this one never raises anyway.
     """
 
-    def __init__(self, metric: str = "test/acc", mode: str = "max") -> None:
+    def __init__(self, metric: str | None = None, mode: str | None = None) -> None:
         self.metric, self.mode = metric, mode
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -257,9 +279,11 @@ class SweepSummary(Callback):
             sweep_dir = Path(str(config.hydra.sweep.dir))
             rows = summarize(sweep_dir, self.metric, self.mode)
             if rows:
-                best = rows[0]
-                log.info("Sweep summary of %d jobs in %s (best by %s: job %s = %s)", len(rows), sweep_dir,
-                         self.metric, best["job"], _fmt(best.get(self.metric)))
+                best, metric = rows[0], self.metric or _monitor(sweep_dir, [sweep_dir / r["job"] for r in rows])[0]
+                outcome = ", ".join(f"{k} = {_fmt(v)}" for k, v in best.items() if k.startswith("test/")
+                                    and not k.endswith(("_step", "_epoch")))
+                log.info("Sweep summary of %d jobs in %s: chosen by %s, job %s (%s = %s); its test figures: %s",
+                         len(rows), sweep_dir, metric, best["job"], metric, _fmt(best.get(metric)), outcome or "none")
         except Exception as err:  # a summary failure must never hide the sweep's own results
             log.warning("Sweep summary failed: %s: %s", type(err).__name__, (str(err).strip().splitlines() or [""])[0])
 
@@ -269,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m transferlab.analysis.sweep_summary",
                                      description="Summarise a Hydra multirun folder into tables and a plot.")
     parser.add_argument("sweep_dir", type=Path, help="multirun folder, e.g. outputs/sweeps/<timestamp>")
-    parser.add_argument("--metric", default="test/acc", help="metric to sort and plot by (default: test/acc)")
-    parser.add_argument("--mode", default="max", choices=["max", "min"], help="which end is best (default: max)")
+    parser.add_argument("--metric", default=None, help="metric to rank and plot by (default: the runs' monitor)")
+    parser.add_argument("--mode", default=None, choices=["max", "min"],
+                        help="which end is best (default: the monitor's mode)")
     args = parser.parse_args(argv)
     try:
         rows = summarize(args.sweep_dir, args.metric, args.mode)

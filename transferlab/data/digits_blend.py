@@ -93,6 +93,7 @@ class DigitsBlendDataModule(DomainDataModule):
             return
         images, labels = load_digit_images(self.image_size)
         source, target = stratified_split(labels, self.target_share, self.split_seed)  # disjoint digit images
+        self.source_indices, self.target_indices = source, target  # into sklearn's 1,797 digits
         blended = blend_with_photos(images[target], load_photos(self.photos), self.split_seed, self.max_crop_scale)
         augment, plain = tensor_transforms(self.data_config, self.image_size, self.crop_scale)
         self.train_set, self.val_set, self.test_set, self.source_train_eval = self._domain(
