@@ -34,3 +34,20 @@ class NanAtStep(L.Callback):
             with torch.no_grad():
                 for p in pl_module.head.parameters():
                     p.fill_(float("nan"))
+
+
+class SignalFromEnv(L.Callback):
+    """Send a signal at the global step named by the environment variable ``env`` (``"SIGKILL@26"``), in any run.
+
+    Unlike ``SignalAtStep`` this also fires in a resumed run, and the override that adds it stays the same from
+    one run to the next (``resume=auto`` needs equal overrides), so one chain of runs can be stopped at a different
+    step each time. With ``env`` unset it does nothing.
+    """
+
+    def __init__(self, env: str = "TRANSFERLAB_CHAOS"):
+        name, _, step = os.environ.get(env, "").partition("@")
+        self.signum, self.step = (getattr(signal_module, name), int(step)) if name else (None, None)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.signum is not None and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)

@@ -7,11 +7,14 @@ without saturating); these tests check what a user of the CLI sees.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
 
 import pytest
+import torch
 from conftest import FAST, compose_config, run_in_process
 from fakes import make_image_tree
 from hydra.core.global_hydra import GlobalHydra
@@ -100,6 +103,26 @@ def setup_case(case, tmp_path, workdir, monkeypatch) -> list[str]:
         return [*FOLDER, f"data.root={images(tmp_path)}", f"resume={earlier / 'checkpoints' / 'last.ckpt'}"]
     if case == "existing-run-folder":
         return [f"hydra.run.dir={earlier}"]
+    if case == "one-class-folder":
+        return [*FOLDER, f"data.root={images(tmp_path, classes=('cat',))}"]
+    if case == "class-with-one-image":
+        make_image_tree(tmp_path / "images", classes=("emu",), per_class=1, size=16)
+        return [*FOLDER, f"data.root={images(tmp_path)}"]
+    if case == "garbage-weights":
+        (tmp_path / "w.pth").write_bytes(b"this is no torch file" * 10)
+        return [f"model.weights={tmp_path / 'w.pth'}"]
+    if case.split(" ")[0] in GPU_CASES and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the case is a machine without one")
+    if case == "read-only-outputs":
+        real_open, readonly = os.open, str(tmp_path / "ro")
+
+        def read_only_open(path, *args, **kwargs):
+            if str(path).startswith(readonly):
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", read_only_open)
+        return [f"hydra.run.dir={tmp_path / 'ro' / 'run'}"]
     if case.startswith("da-"):
         source = images(tmp_path)
         target = {"da-same-folder": source, "da-empty-target": tmp_path / "flat",
@@ -133,6 +156,13 @@ CASES = {
     "14-truncated-last-ckpt": "resume=.*last.ckpt: unreadable checkpoint",
     "15-head-classes-differ": "checkpoint tensor head.* has shape \\(10, 1280\\) .*the data has 2 classes",
     "existing-run-folder": "earlier already holds a run \\(metrics.json, checkpoints\\); it is never overwritten",
+    "one-class-folder": "data.root=.*images has one class folder \\(cat\\); classification needs at least 2",
+    "class-with-one-image": "class folder\\(s\\) emu \\(1\\) have fewer than 2 images",
+    "garbage-weights": "cannot read weights from .*w.pth: not a complete file saved by torch.save",
+    "gpu-without-one trainer=gpu": "trainer.accelerator=gpu needs a CUDA GPU .*use trainer=cpu",
+    "ddp-without-gpu trainer=ddp trainer.devices=2": "trainer.accelerator=gpu needs a CUDA GPU .*use trainer=cpu",
+    "max-epochs-zero trainer.max_epochs=0": "trainer.max_epochs=0 trains nothing",
+    "read-only-outputs": "read-only file system: .*ro/run.*writable folder",
     "da-same-folder": "data.source and data.target are the same folder .*images.*needs two domains",
     "da-empty-target": "data.target=.*flat has no images",
     "da-target-below-one-batch": "data.target: its training split has 3 image\\(s\\), fewer than one batch "
@@ -140,11 +170,15 @@ CASES = {
 }
 
 
+GPU_CASES = ("gpu-without-one", "ddp-without-gpu")  # debug configs would force the CPU
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_exit_2_and_loses_nothing(case, workdir, tmp_path, monkeypatch):
     before = snapshot(workdir / "outputs" / "runs" / "earlier")
     monkeypatch.chdir(workdir)
-    code, err = run_in_process(main, *QUICK, "debug=fdr", *setup_case(case, tmp_path, workdir, monkeypatch),
+    fast = [] if case.split(" ")[0] in GPU_CASES else ["debug=fdr"]
+    code, err = run_in_process(main, *QUICK, *fast, *setup_case(case, tmp_path, workdir, monkeypatch),
                                monkeypatch=monkeypatch)
     lines = [line for line in err.splitlines() if line.startswith("transferlab: error:")]
     assert code == 2 and len(lines) == 1, err[-3000:]

@@ -32,6 +32,15 @@ def test_predict_on_a_folder_writes_topk_csv(make_cfg, tmp_path, capsys):
     before = out.read_text()
     assert main([f"ckpt={ckpt}", f"input={images}", f"output={out}"]) == 2  # never overwritten
     assert out.read_text() == before and "exists" in capsys.readouterr().err
+    bad = images / "x" / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert main([f"ckpt={ckpt}", f"input={images}", f"output={tmp_path / 'strict.csv'}"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "pass on_corrupt=skip" in err and not (tmp_path / "strict.csv").exists()
+    skipping = tmp_path / "skip.csv"
+    assert main([f"ckpt={ckpt}", f"input={images}", f"output={skipping}", "on_corrupt=skip"]) == 0
+    assert len(list(csv.DictReader(skipping.open()))) == 6  # the advice works: the other images are predicted
+    assert (tmp_path / "skip.csv.skipped.txt").read_text() == f"{bad}\n"
 
 
 def test_config_targets_outside_transferlab_are_refused():

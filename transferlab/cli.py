@@ -6,6 +6,8 @@ alike print ``transferlab: error: <message>`` with no traceback. Anything else i
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import sys
 from collections.abc import Callable
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf.errors import OmegaConfBaseException
 
 from transferlab.errors import TransferlabError
@@ -20,11 +23,23 @@ from transferlab.errors import TransferlabError
 EXIT_USER_ERROR = 2
 
 
+_WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                 errno.EPERM: "operation not permitted"}
+
+
 def user_error(err: BaseException | None) -> TransferlabError | None:
-    """The TransferlabError behind ``err`` (Hydra wraps errors raised inside instantiated targets), if any."""
+    """The TransferlabError behind ``err`` (Hydra wraps errors raised inside instantiated targets), if any.
+
+    A full disk, a read-only folder or a missing permission (an ``OSError`` anywhere in the chain) is a user error
+    too: one line naming the file.
+    """
     while err is not None:
         if isinstance(err, TransferlabError):
             return err
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRORS:
+            return TransferlabError(f"{_WRITE_ERRORS[err.errno]}: {err.filename or 'a file'}; free space or fix the "
+                                    f"permissions, or set paths.log_dir (or hydra.run.dir) to a writable folder")
         err = err.__cause__ or err.__context__
     return None
 
@@ -55,6 +70,52 @@ def run_app(main: Callable[[], object]) -> None:
         report(problem)
 
 
+_LOCKS: dict[Path, int] = {}  # run folder -> open lock file descriptor, held until the process ends
+
+
+def claim_run_dir(run_dir: str | Path) -> None:
+    """Make this process the one owner of ``run_dir``: an exclusive ``flock`` on ``<run_dir>/.lock``, taken before
+    anything else is written there, then the fresh-folder check.
+
+    The kernel releases the lock when its process ends, however it ends, so a lock file left by a killed run is
+    stale and simply taken over; a live owner makes this a one-line error naming its PID.
+    """
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _LOCKS:
+        return
+    if rank_zero_only.rank != 0:  # DDP ranks > 0 write into the folder their rank 0 owns
+        return check_fresh(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise user_error(err) or TransferlabError(f"cannot create the run folder {run_dir}: {err}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise TransferlabError(f"{run_dir} is in use by another run (PID {owner}); wait for it, or choose another "
+                               f"hydra.run.dir") from None
+    try:
+        check_fresh(run_dir)
+    except TransferlabError:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _LOCKS[run_dir] = fd
+
+
+def release_run_dir(run_dir: str | Path) -> None:
+    """Give up the ownership ``claim_run_dir`` took (also happens when the process ends)."""
+    fd = _LOCKS.pop(Path(run_dir).resolve(), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def check_fresh(run_dir: str | Path) -> None:
     """A run folder that already holds results (metrics.json, checkpoints/) is never written into again."""
     run_dir = Path(run_dir)
@@ -65,11 +126,12 @@ def check_fresh(run_dir: str | Path) -> None:
 
 
 class FreshRunDir(Callback):
-    """Hydra callback: refuse a single run whose ``hydra.run.dir`` holds an earlier run, before Hydra writes its
-    ``.hydra/`` files there. Hydra turns exceptions raised in callbacks into warnings, so this exits itself."""
+    """Hydra callback: take ownership of a single run's ``hydra.run.dir`` (``claim_run_dir``) and refuse one that
+    holds an earlier run, before Hydra writes its ``.hydra/`` files there. Hydra turns exceptions raised in
+    callbacks into warnings, so this exits itself."""
 
     def on_run_start(self, config, **kwargs) -> None:
         try:
-            check_fresh(config.hydra.run.dir)
+            claim_run_dir(config.hydra.run.dir)
         except TransferlabError as err:
             report(err)

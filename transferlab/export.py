@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from transferlab.atomic import atomic_open, write_text
 from transferlab.errors import TransferlabError
 from transferlab.predict import cli, load_module
 
@@ -34,16 +35,17 @@ def export(ckpt: str, format: str = "onnx", output: str | None = None, atol: flo
     size = int(cfg.data.get("image_size") or data_config.input_size)
     output.parent.mkdir(parents=True, exist_ok=True)
     if format == "safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(output))
+        with atomic_open(output) as handle:
+            handle.write(save({k: v.contiguous() for k, v in module.state_dict().items()}))
     else:
         write_onnx(module, output, size, atol)
     about = {"class_names": names, "backbone": module.backbone.name, "image_size": size,
              "data_config": data_config.to_dict(), "input": "float32 NCHW, normalised", "output": "logits"}
     if isinstance(names, dict):  # multi-task: one output per task, in this order
         about.update(output={task: f"logits_{task} ({module.specs[task]['kind']})" for task in names})
-    sidecar.write_text(json.dumps(about, indent=2))
+    write_text(sidecar, json.dumps(about, indent=2))
     return output
 
 
@@ -68,8 +70,9 @@ def write_onnx(module: torch.nn.Module, output: Path, size: int, atol: float) ->
         module = TaskOutputs(module).eval()  # export restores .train(), which would reach the inner module
         names = [f"logits_{task}" for task in module.tasks]
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    torch.onnx.export(module, (example,), str(output), input_names=["images"], output_names=names,
-                      dynamic_axes={name: {0: "batch"} for name in ["images", *names]}, dynamo=False)
+    with atomic_open(output) as handle:
+        torch.onnx.export(module, (example,), handle, input_names=["images"], output_names=names,
+                          dynamic_axes={name: {0: "batch"} for name in ["images", *names]}, dynamo=False)
     with torch.no_grad():
         expected = module(example)
     expected = expected if isinstance(expected, tuple) else (expected,)

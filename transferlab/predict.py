@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from transferlab.atomic import atomic_open, write_text
 from transferlab.backbones.backbone import DataConfig
 from transferlab.data.imagefolder import find_image_files, load_rgb
 from transferlab.data.transforms import eval_transform
@@ -89,21 +90,43 @@ def image_paths(source: str | Path) -> list[str]:
     return paths
 
 
+def decode(paths: list[str], transform, on_corrupt: str, skipped: list[str]) -> tuple[list[str], list]:
+    """The readable ``paths`` and their transformed images; unreadable ones stop the run, or are appended to
+    ``skipped`` when ``on_corrupt`` is ``skip``."""
+    kept, images = [], []
+    for path in paths:
+        try:
+            images.append(transform(load_rgb(path)))
+            kept.append(path)
+        except TransferlabError as err:
+            if on_corrupt != "skip":
+                raise TransferlabError(f"{str(err).split('; delete')[0]}; delete or replace it, or pass "
+                                       f"on_corrupt=skip to predict the other images") from None
+            skipped.append(path)
+    return kept, images
+
+
 @torch.no_grad()
-def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 5, batch_size: int = 32) -> Path:
+def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 5, batch_size: int = 32,
+            on_corrupt: str = "error") -> Path:
     """Write ``output`` with one row per image: path, then ``class_i``/``prob_i`` for the top ``topk``.
 
-    A multi-task checkpoint gets one column set per task, prefixed ``<task>_`` (see ``task_columns``).
+    A multi-task checkpoint gets one column set per task, prefixed ``<task>_`` (see ``task_columns``). With
+    ``on_corrupt=skip`` unreadable images are left out with a warning and listed in ``<output>.skipped.txt``.
     """
     output = Path(output)
     if output.exists():
         raise TransferlabError(f"output={output} exists; choose another file (nothing is overwritten)")
+    if on_corrupt not in ("error", "skip"):
+        raise TransferlabError(f"on_corrupt={on_corrupt!r} must be error or skip")
     module, names, data_config, cfg = load_module(ckpt)
     transform = eval_transform(data_config, cfg.data.get("image_size"))
-    paths, rows = image_paths(input), []
+    paths, rows, skipped = image_paths(input), [], []
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        outputs = module.predict_step(torch.stack([transform(load_rgb(p)) for p in chunk]), 0)
+        chunk, images = decode(paths[start:start + batch_size], transform, on_corrupt, skipped)
+        if not chunk:
+            continue
+        outputs = module.predict_step(torch.stack(images), 0)
         if isinstance(names, dict):  # multi-task: one column set per task, prefixed with its name
             heads = [(outputs[task], names[task], module.specs[task]["kind"], f"{task}_") for task in names]
         else:
@@ -111,8 +134,13 @@ def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 
         columns = [task_columns(out, head_names, kind, int(topk), prefix) for out, head_names, kind, prefix in heads]
         rows += [{"path": path, **{k: v for cells in per_head for k, v in cells.items()}}
                  for path, per_head in zip(chunk, zip(*columns))]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", newline="") as file:
+    if skipped:
+        print(f"transferlab: warning: skipped {len(skipped)} unreadable image(s), listed in {output}.skipped.txt",
+              file=sys.stderr)
+        write_text(f"{output}.skipped.txt", "".join(f"{path}\n" for path in skipped))
+    if not rows:
+        raise TransferlabError(f"input={input}: no readable image; nothing to predict")
+    with atomic_open(output, "w") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -151,8 +179,9 @@ def cli(function, argv: list[str], known: set[str], required: set[str], usage: s
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli(predict, sys.argv[1:] if argv is None else argv, {"ckpt", "input", "output", "topk"},
-               {"ckpt", "input"}, "python -m transferlab.predict ckpt=... input=<folder|image> [output=...] [topk=5]")
+    return cli(predict, sys.argv[1:] if argv is None else argv, {"ckpt", "input", "output", "topk", "on_corrupt"},
+               {"ckpt", "input"}, "python -m transferlab.predict ckpt=... input=<folder|image> [output=...] [topk=5] "
+                                  "[on_corrupt=error|skip]")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from transferlab.analysis.transferability import leep, logme
+from transferlab.atomic import atomic_open
 from transferlab.backbones.timm_zoo import efficientnet_lite0_state_dict
 from transferlab.errors import TransferlabError
 from transferlab.run import instantiate, load_config
@@ -64,7 +65,7 @@ def rank(models: list[str], overrides: list[str], output: str = "rank.csv") -> l
         raise TransferlabError(f"output={output} exists; choose another file (nothing is overwritten)")
     rows = sorted((score(m, overrides, Path(output).resolve().parent / "rank_runs") for m in models),
                   key=lambda r: -r["logme"])
-    with open(output, "w", newline="") as file:
+    with atomic_open(output, "w") as file:
         writer = csv.DictWriter(file, fieldnames=["model", "logme", "leep"])
         writer.writeheader()
         writer.writerows(rows)

@@ -22,11 +22,12 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from transferlab.atomic import AtomicCheckpointIO, write_text
 from transferlab.callbacks.preemption import EXIT_CODE
-from transferlab.cli import check_fresh, one_line, run_app, user_error
+from transferlab.cli import claim_run_dir, one_line, release_run_dir, run_app, user_error
 from transferlab.errors import TransferlabError
 from transferlab.resume import find_last_checkpoint
 from transferlab.validation import check_config, check_freeze_depth
@@ -71,12 +72,21 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if v.numel() == 1}
 
 
+def strict_json(value):
+    """``value`` with every NaN or infinity replaced by None, so ``json.dumps`` writes strict JSON (``null``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_metrics(output_dir: Path, payload: dict) -> None:
-    """Write ``metrics.json`` atomically, so a crash never leaves half a file."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(output_dir / "metrics.json")
+    """Write ``metrics.json`` atomically and as strict JSON, so a crash never leaves half a file."""
+    write_text(output_dir / "metrics.json", json.dumps(strict_json(payload), indent=2, default=str,
+                                                        allow_nan=False))
 
 
 def build(cfg: DictConfig):
@@ -107,11 +117,18 @@ def build(cfg: DictConfig):
         module = module.to(memory_format=torch.channels_last)
         module.channels_last = True
     compile_model = trainer_cfg.pop("compile", False)
+    if trainer_cfg.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise TransferlabError(f"trainer.accelerator={trainer_cfg['accelerator']} needs a CUDA GPU and torch sees "
+                               f"none (torch.cuda.is_available() is False); use trainer=cpu on this machine")
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # nothing to log learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(OmegaConf.create(trainer_cfg), callbacks=callbacks, logger=loggers or False)
+    try:
+        trainer = instantiate(OmegaConf.create(trainer_cfg), callbacks=callbacks, logger=loggers or False,
+                              plugins=[AtomicCheckpointIO()])
+    except MisconfigurationException as err:  # e.g. trainer=gpu on a machine without one
+        raise TransferlabError(f"trainer: {one_line(err)} (use trainer=cpu on a machine without a GPU)") from None
     return backbone, datamodule, torch.compile(module) if compile_model else module, trainer
 
 
@@ -121,7 +138,7 @@ def train(cfg: DictConfig) -> float:
     Writes ``metrics.json`` in ``cfg.paths.output_dir`` whether the run completes or fails.
     """
     output_dir = Path(cfg.paths.output_dir)
-    check_fresh(output_dir)  # before the try: a refused run writes nothing
+    claim_run_dir(output_dir)  # before the try: a refused run writes nothing
     start = time.perf_counter()
     payload = {"status": "failed", "monitor": cfg.monitor, "monitor_mode": cfg.monitor_mode}
     try:
@@ -149,7 +166,13 @@ def train(cfg: DictConfig) -> float:
     finally:
         payload["seconds"] = round(time.perf_counter() - start, 2)
         if rank_zero_only.rank == 0:  # under DDP every rank runs train(); one writes
-            write_metrics(output_dir, payload)
+            try:
+                write_metrics(output_dir, payload)
+            except (OSError, TransferlabError):  # e.g. the disk is full: the error in flight says so
+                if payload["status"] == "completed":
+                    raise
+            finally:
+                release_run_dir(output_dir)
 
 
 def flat_config(cfg: DictConfig) -> dict:
@@ -206,7 +229,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
     except SIGTERMException:  # callbacks.preemption saved last.ckpt and said so
-        print("transferlab: continue with the same command and resume=auto", file=sys.stderr)
+        if (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file():
+            print("transferlab: continue with the same command and resume=auto", file=sys.stderr)
         sys.exit(EXIT_CODE)
     except Exception as err:
         problem = user_error(err)

@@ -54,6 +54,13 @@ def interval(low: float, high: float, closed_low: bool = False, optional: bool =
     return rule
 
 
+def _max_epochs(key: str, value) -> None:
+    """At least one epoch, or -1 (until ``trainer.max_steps``): 0 would "complete" with an untrained head."""
+    integer(-1)(key, value)
+    if value == 0:
+        raise TransferlabError(f"{key}=0 trains nothing; use {key}>=1 (or -1 with trainer.max_steps)")
+
+
 def positive(allow_zero: bool = False) -> Callable:
     return lambda key, value: check_positive(key, value, allow_zero=allow_zero)
 
@@ -69,7 +76,7 @@ RULES: dict[str, Callable] = {
     "data.val_fraction": interval(0, 1),
     "data.test_fraction": interval(0, 1),
     "data.samples_per_class": integer(1, optional=True),
-    "trainer.max_epochs": integer(-1),  # -1: until trainer.max_steps
+    "trainer.max_epochs": lambda key, value: _max_epochs(key, value),
     "strategy.freeze_depth": integer(0),
     "strategy.unfreeze_step": integer(1),
     "strategy.head_dropout": interval(0, 1, closed_low=True),

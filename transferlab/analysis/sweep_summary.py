@@ -25,6 +25,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from transferlab.atomic import atomic_open, save_figure, write_text
+
 log = logging.getLogger(__name__)
 STATUS_RANK = {"completed": 0, "failed": 1, "missing": 2}
 HEADLINE = ("test/", "val/", "train/loss", "train/acc")  # metric columns of summary.md (summary.csv has them all)
@@ -222,7 +224,7 @@ def summarize(sweep_dir: str | Path, metric: str | None = None, mode: str | None
     rows.sort(key=lambda row: _sort_key(row, metric, mode))
     metric_cols = sorted({k for row in rows for k in row} - {"job", "status", "seconds", "error", *keys})
     columns = ["job", *keys, "status", *metric_cols, "seconds"] + (["error"] if any("error" in r for r in rows) else [])
-    with open(sweep / "summary.csv", "w", newline="") as fh:
+    with atomic_open(sweep / "summary.csv", "w") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
@@ -232,7 +234,7 @@ def summarize(sweep_dir: str | Path, metric: str | None = None, mode: str | None
     caveat = ("the runs' monitored validation metric; test columns are the outcome of this choice, not a criterion"
               if metric == monitor else "not the runs' monitor" + (": ranking on a test metric selects on the test "
                                                                      "set" if metric.startswith("test/") else ""))
-    (sweep / "summary.md").write_text(f"# Sweep summary: {sweep.name}\n\nRanked by `{metric}` ({mode}): {caveat}. "
+    write_text(sweep / "summary.md", f"# Sweep summary: {sweep.name}\n\nRanked by `{metric}` ({mode}): {caveat}. "
                                       f"Every metric is in summary.csv.\n\n{table}\n")
     varying = [k for k in keys if len({row[k] for row in rows}) > 1]
     figures = {}
@@ -241,7 +243,7 @@ def summarize(sweep_dir: str | Path, metric: str | None = None, mode: str | None
     elif len(varying) > 2:
         figures["parallel"] = parallel_coordinates(rows, varying, metric, mode)
     for name, fig in figures.items():
-        fig.savefig(sweep / f"{name}.png", dpi=100)
+        save_figure(fig, sweep / f"{name}.png", dpi=100)
     if figures:
         _log_to_tensorboard(sweep / "tensorboard", figures)
     if echo:

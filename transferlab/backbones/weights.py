@@ -25,8 +25,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated file, pickle payload, not a torch file at all
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise TransferlabError(f"cannot read weights from {path}: {first}") from None
+        raise TransferlabError(f"cannot read weights from {path}: not a complete file saved by torch.save "
+                               f"({type(err).__name__}); give a .pth/.pt/.ckpt saved by torch.save, a .safetensors "
+                               f"file, or model.weights=imagenet|none") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
         prefix = "backbone.model."

@@ -19,6 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from transferlab.analysis.validators import proxy_a_distance
+from transferlab.atomic import save_figure
 
 VALIDATORS = ("val/acc", "val/im", "val/snd", "val/neg_dev_risk")
 ORACLE = "val/target_acc_oracle"
@@ -158,7 +159,7 @@ class DomainReport(L.Callback):
         figure = self.embedding_figure(source, target)
         out = self.dirpath if self.dirpath is not None else Path(trainer.default_root_dir) / "figures"
         out.mkdir(parents=True, exist_ok=True)
-        figure.savefig(out / "embedding.png", dpi=100, bbox_inches="tight")
+        save_figure(figure, out / "embedding.png", dpi=100, bbox_inches="tight")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure("fit/embedding", figure, global_step=trainer.global_step)

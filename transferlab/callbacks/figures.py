@@ -13,6 +13,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from transferlab.atomic import atomic_open, save_figure
+
 _ANNOTATE_MAX, _TICKS_MAX = 20, 60
 
 
@@ -99,7 +101,7 @@ class EvaluationFigures(L.Callback):
         names = [str(n) for n in names]
         out = self.dirpath if self.dirpath is not None else Path(trainer.default_root_dir) / "figures"
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / "confusion_matrix.csv", "w", newline="") as f:
+        with atomic_open(out / "confusion_matrix.csv", "w") as f:
             writer = csv.writer(f)
             writer.writerow(["true\\pred", *names])
             writer.writerows([name, *row.tolist()] for name, row in zip(names, matrix))
@@ -108,7 +110,7 @@ class EvaluationFigures(L.Callback):
             figures["predictions"] = self._prediction_figure(names)
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         for name, fig in figures.items():
-            fig.savefig(out / f"{name}.png", dpi=100, bbox_inches="tight")
+            save_figure(fig, out / f"{name}.png", dpi=100, bbox_inches="tight")
             for logger in loggers:
                 logger.experiment.add_figure(f"test/{name}", fig, global_step=trainer.global_step, close=False)
         for logger in loggers:  # figures are plain ``Figure`` objects (no pyplot state to close)

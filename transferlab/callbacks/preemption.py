@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a job that stopped on request
@@ -16,7 +17,9 @@ class Preemption(L.Callback):
     """Write a resumable checkpoint at the end of the current step when a stop signal arrives, then stop.
 
     Lightning already turns SIGTERM into ``trainer.received_sigterm`` and raises ``SIGTERMException`` after the
-    step; this callback does the same for SIGUSR1 and saves ``path`` when that exception stops training. ``transferlab.run`` turns the stop into exit code 143.
+    current training or validation step; this callback does the same for SIGUSR1 and saves ``path`` whenever that
+    exception stops fitting: in a training step, in validation or the sanity check (the validation in progress is
+    lost and runs again on resume), or between epochs. ``transferlab.run`` turns the stop into exit code 143.
 
     Args:
         path: the checkpoint to write, normally ``<run dir>/checkpoints/last.ckpt`` (what ``resume=auto`` finds).
@@ -34,12 +37,19 @@ class Preemption(L.Callback):
         self.signalled = None
         self._previous = signal.signal(signal.SIGUSR1, self._note)  # after Lightning's own handlers
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+    def _stop_if_signalled(self) -> None:
         if self.signalled is not None:
             raise SIGTERMException  # what Lightning raises after the step on SIGTERM
 
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._stop_if_signalled()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx=0) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._stop_if_signalled()
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or not trainer.training:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(self.path)

@@ -16,6 +16,7 @@ from torchvision.datasets import DatasetFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.vision import StandardTransform
 
+from transferlab.atomic import write_text
 from transferlab.data.base import TransferDataModule, few_shot, stratified_split
 from transferlab.data.labels_csv import ImageFiles, LabelsTable
 from transferlab.data.tasks import TaskLabels
@@ -251,6 +252,13 @@ class ImageFolderDataModule(TransferDataModule):
         return {split: self.root / split for split in ("train", "val", "test") if (self.root / split).is_dir()}
 
     def _read_class_names(self) -> list[str]:
+        names = self._class_folders()
+        if len(names) == 1:
+            raise TransferlabError(f"data.root={self.root} has one class folder ({names[0]}); classification needs at "
+                                   f"least 2: add a folder per class")
+        return names
+
+    def _class_folders(self) -> list[str]:
         names = {}
         for split, directory in self.split_dirs.items():
             names[split] = list_class_folders(directory)
@@ -268,6 +276,12 @@ class ImageFolderDataModule(TransferDataModule):
         return names["train"]
 
     def _hold_out(self, labels: np.ndarray, pool: np.ndarray, fraction: float, split: str):
+        counts = np.bincount(labels[pool], minlength=len(self.class_names))
+        scarce = [f"{self.class_names[c]} ({counts[c]})" for c in np.flatnonzero(counts < 2)]
+        if scarce:
+            raise TransferlabError(f"cannot hold out a stratified {split} split of {self.split_dirs['train']}: class "
+                                   f"folder(s) {', '.join(scarce)} have fewer than 2 images; add images, or "
+                                   f"provide a {split}/ folder")
         try:
             kept, held = stratified_split(labels[pool], fraction, self.split_seed)
         except ValueError as error:
@@ -290,8 +304,7 @@ class ImageFolderDataModule(TransferDataModule):
         log.warning("skipping %d unreadable image(s) under %s: %s%s", len(bad), self.root, listed, more)
         if self.trainer is not None:  # the full list, in the run folder
             listing = Path(self.trainer.default_root_dir) / "skipped_images.txt"
-            listing.parent.mkdir(parents=True, exist_ok=True)
-            listing.write_text("".join(f"{path}\t{reason}\n" for path, reason in bad))
+            write_text(listing, "".join(f"{path}\t{reason}\n" for path, reason in bad))
         return {path for path, _ in bad}
 
     def _drop_unreadable(self, folders: dict[str, ImageFolderDataset]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 
@@ -110,6 +111,9 @@ class TransferModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # the sanity check must not count as a best
+        best, self._resumed_val_acc_best = self._resumed_val_acc_best, None
+        if best is not None and math.isfinite(best) and self.trainer.ckpt_path is not None:
+            self.val_acc_best.update(best)  # a resumed run remembers the epochs before the interruption
 
     def validation_step(self, batch, batch_idx):
         images, target = batch
@@ -172,9 +176,14 @@ class TransferModule(L.LightningModule):
                 raise TransferlabError(f"the model has {self.num_classes} classes but the data has {len(names)}")
             self.class_names = list(names)
 
+    _resumed_val_acc_best: float | None = None  # from on_load_checkpoint, applied in on_train_start
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Add class names, backbone and data config, and ``val_acc_best``'s value (its metric state is not in the
+        state_dict, whose keys stay as they are so older checkpoints load strictly)."""
         checkpoint["transferlab"] = {"class_names": self.class_names, "backbone": self.backbone.name,
-                                     "data_config": self.backbone.data_config.to_dict()}
+                                     "data_config": self.backbone.data_config.to_dict(),
+                                     "val_acc_best": float(self.val_acc_best.max_value)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         own = self.state_dict()
@@ -189,6 +198,7 @@ class TransferModule(L.LightningModule):
             raise TransferlabError(f"checkpoint classes {names[:5]}... differ from the data's "
                                    f"{self.class_names[:5]}...")
         self.class_names = names or self.class_names
+        self._resumed_val_acc_best = extra.get("val_acc_best")  # None in older checkpoints
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         """Reseed the global generator from (seed, step) alone, so model-side randomness such as dropout is the
