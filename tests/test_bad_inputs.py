@@ -21,6 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from test_data_imagefolder import jpeg_bytes
 
+from transferlab import atomic
 from transferlab.run import main, train
 
 QUICK = ["data.image_size=32", "data.batch_size=4", "callbacks.rich_progress_bar=null",
@@ -113,6 +114,16 @@ def setup_case(case, tmp_path, workdir, monkeypatch) -> list[str]:
         return [f"model.weights={tmp_path / 'w.pth'}"]
     if case.split(" ")[0] in GPU_CASES and torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the case is a machine without one")
+    if case == "full-disk":  # every checkpoint write fails half way, as on a full disk
+        real_save = torch.save
+
+        def save_half_then_fail(obj, handle, *args, **kwargs):
+            real_save(obj, handle, *args, **kwargs)
+            handle.truncate(handle.tell() // 2)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(atomic.torch, "save", save_half_then_fail)
+        return ["debug=default", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"]
     if case == "read-only-outputs":
         real_open, readonly = os.open, str(tmp_path / "ro")
 
@@ -162,6 +173,7 @@ CASES = {
     "gpu-without-one trainer=gpu": "trainer.accelerator=gpu needs a CUDA GPU .*use trainer=cpu",
     "ddp-without-gpu trainer=ddp trainer.devices=2": "trainer.accelerator=gpu needs a CUDA GPU .*use trainer=cpu",
     "max-epochs-zero trainer.max_epochs=0": "trainer.max_epochs=0 trains nothing",
+    "full-disk": "no space left on device while writing .*\\.ckpt",
     "read-only-outputs": "read-only file system: .*ro/run.*writable folder",
     "da-same-folder": "data.source and data.target are the same folder .*images.*needs two domains",
     "da-empty-target": "data.target=.*flat has no images",
