@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 from conftest import FAST, ROOT, run_in_process
+from test_bad_inputs import setup_case
 
-from transferlab import atomic
 from transferlab.atomic import AtomicCheckpointIO, atomic_open
 from transferlab.errors import TransferlabError
 from transferlab.run import main, strict_json, train
@@ -42,20 +42,12 @@ def test_a_full_disk_is_one_error_naming_the_file(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_full_disk_during_a_run_is_one_line_and_leaves_no_truncated_checkpoint(tmp_path, monkeypatch):
-    real_save = torch.save
-
-    def save_half_then_fail(obj, handle, *args, **kwargs):
-        real_save(obj, handle, *args, **kwargs)
-        handle.truncate(handle.tell() // 2)
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(atomic.torch, "save", save_half_then_fail)
+def test_full_disk_during_a_run_leaves_no_truncated_checkpoint_and_a_failed_metrics_json(tmp_path, monkeypatch):
+    setup_case("full-disk", tmp_path, tmp_path, monkeypatch)  # checkpoint writes fail half way (tests/test_bad_inputs)
     monkeypatch.chdir(tmp_path)
-    code, err = run_in_process(main, *QUICK, f"hydra.run.dir={tmp_path / 'run'}", monkeypatch=monkeypatch)
-    lines = [line for line in err.splitlines() if line.startswith("transferlab: error:")]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
-    assert "no space left on device while writing" in lines[0] and ".ckpt" in lines[0]
+    code, err = run_in_process(main, *QUICK, "trainer.limit_val_batches=1", f"hydra.run.dir={tmp_path / 'run'}",
+                               monkeypatch=monkeypatch)
+    assert code == 2 and "no space left on device while writing" in err and "Traceback" not in err, err[-3000:]
     assert not list((tmp_path / "run").rglob("*.ckpt")) and not list((tmp_path / "run").rglob(".*.tmp"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "no space left" in metrics["error"]

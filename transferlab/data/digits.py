@@ -27,6 +27,16 @@ def digit_splits(labels: np.ndarray, val_fraction: float, test_fraction: float, 
     return rest[train], rest[val], test
 
 
+def domain_splits(images: torch.Tensor, labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
+                  augment, plain) -> tuple[TensorImageDataset, ...]:
+    """One domain of an in-memory pair: train (augmented), val, test, and train again without augmentation."""
+    train, val, test = digit_splits(labels, val_fraction, test_fraction, seed)
+    return (TensorImageDataset(images[train], labels[train], augment),
+            TensorImageDataset(images[val], labels[val], plain),
+            TensorImageDataset(images[test], labels[test], plain),
+            TensorImageDataset(images[train], labels[train], plain))
+
+
 def tensor_transforms(data_config: DataConfig, size: int, crop_scale) -> tuple[v2.Compose, v2.Compose]:
     """(train, eval) transforms of uint8 image tensors: a mild random-resized crop (no flips), then normalisation."""
     normalize = [v2.ToDtype(torch.float32, scale=True),

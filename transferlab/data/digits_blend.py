@@ -23,8 +23,8 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from transferlab.data.base import TensorImageDataset, stratified_split
-from transferlab.data.digits import digit_splits, load_digit_images, tensor_transforms
+from transferlab.data.base import stratified_split
+from transferlab.data.digits import domain_splits, load_digit_images, tensor_transforms
 from transferlab.data.domain_pair import DomainDataModule
 from transferlab.errors import TransferlabError
 
@@ -96,16 +96,9 @@ class DigitsBlendDataModule(DomainDataModule):
         self.source_indices, self.target_indices = source, target  # into sklearn's 1,797 digits
         blended = blend_with_photos(images[target], load_photos(self.photos), self.split_seed, self.max_crop_scale)
         augment, plain = tensor_transforms(self.data_config, self.image_size, self.crop_scale)
-        self.train_set, self.val_set, self.test_set, self.source_train_eval = self._domain(
-            images[source], labels[source], augment, plain)
-        self.target_train, self.target_val, self.target_test, self.target_train_eval = self._domain(
-            blended, labels[target], augment, plain)
+        split = (self.val_fraction, self.test_fraction, self.split_seed, augment, plain)
+        self.train_set, self.val_set, self.test_set, self.source_train_eval = domain_splits(
+            images[source], labels[source], *split)
+        self.target_train, self.target_val, self.target_test, self.target_train_eval = domain_splits(
+            blended, labels[target], *split)
         self.check_domains()
-
-    def _domain(self, images: torch.Tensor, labels: np.ndarray, augment, plain) -> tuple[TensorImageDataset, ...]:
-        """One domain's train, val, test and un-augmented train datasets."""
-        train, val, test = digit_splits(labels, self.val_fraction, self.test_fraction, self.split_seed)
-        return (TensorImageDataset(images[train], labels[train], augment),
-                TensorImageDataset(images[val], labels[val], plain),
-                TensorImageDataset(images[test], labels[test], plain),
-                TensorImageDataset(images[train], labels[train], plain))

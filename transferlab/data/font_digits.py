@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from transferlab.data.base import TensorImageDataset
-from transferlab.data.digits import digit_splits, load_digit_images, tensor_transforms
+from transferlab.data.digits import domain_splits, load_digit_images, tensor_transforms
 from transferlab.data.domain_pair import DomainDataModule
 from transferlab.errors import TransferlabError
 
@@ -161,20 +160,12 @@ class FontDigitsDataModule(DomainDataModule):
         self.source_size, self.fonts = int(source_size), resolve_fonts(fonts)
         self.class_names = [str(d) for d in range(10)]
 
-    def _splits(self, images: torch.Tensor, labels: np.ndarray, augment, plain) -> tuple[TensorImageDataset, ...]:
-        """(train, val, test, train with the evaluation transform) of one domain."""
-        train, val, test = digit_splits(labels, self.val_fraction, self.test_fraction, self.split_seed)
-        return (TensorImageDataset(images[train], labels[train], augment),
-                TensorImageDataset(images[val], labels[val], plain),
-                TensorImageDataset(images[test], labels[test], plain),
-                TensorImageDataset(images[train], labels[train], plain))
-
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         augment, plain = tensor_transforms(self.data_config, self.image_size, self.crop_scale)
         source = render_font_digits(self.source_size, self.image_size, self.split_seed, self.fonts)
-        self.train_set, self.val_set, self.test_set, self.source_train_eval = self._splits(*source, augment, plain)
+        split = (self.val_fraction, self.test_fraction, self.split_seed, augment, plain)
+        self.train_set, self.val_set, self.test_set, self.source_train_eval = domain_splits(*source, *split)
         target = load_digit_images(self.image_size)
-        self.target_train, self.target_val, self.target_test, self.target_train_eval = self._splits(
-            *target, augment, plain)
+        self.target_train, self.target_val, self.target_test, self.target_train_eval = domain_splits(*target, *split)
