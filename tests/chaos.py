@@ -51,3 +51,15 @@ class SignalFromEnv(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.signum is not None and trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class SignalInValidation(L.Callback):
+    """Send ``signal`` after validation batch ``batch`` of epoch ``epoch`` (not the sanity check) of a fresh run."""
+
+    def __init__(self, epoch: int, batch: int = 0, signal: str = "SIGTERM"):
+        self.epoch, self.batch, self.signum = epoch, batch, getattr(signal_module, signal)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if (trainer.ckpt_path is None and not trainer.sanity_checking and trainer.current_epoch == self.epoch
+                and batch_idx == self.batch):
+            os.kill(os.getpid(), self.signum)

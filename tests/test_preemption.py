@@ -57,6 +57,27 @@ def test_sigterm_saves_last_checkpoint_exits_143_and_resumes(tmp_path):
                                                            weights_only=True)["global_step"] == 10
 
 
+@pytest.mark.parametrize("epoch", [0, 1])
+def test_sigterm_during_validation_saves_last_checkpoint_and_resume_finishes(make_cfg, tmp_path, epoch):
+    """Stopped in the middle of epoch ``epoch``'s validation: last.ckpt holds every training step of that epoch, the
+    advice to resume is printed, and resume=auto ends where an uninterrupted run ends, with the same weights."""
+    args = [*PARITY, "trainer.limit_train_batches=4", "trainer.limit_val_batches=3",
+            "+callbacks.chaos._target_=chaos.SignalInValidation", f"+callbacks.chaos.epoch={epoch}",
+            "+callbacks.chaos.batch=1"]
+    train(make_cfg(*args[:-3], fast=False, run="straight"))
+    work = tmp_path / "work"
+    work.mkdir()
+    stopped = run_cli(*args, cwd=work, env=ENV)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "continue with the same command and resume=auto" in stopped.stderr and "Traceback" not in stopped.stderr
+    (run,) = runs(work)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4 * (epoch + 1)
+    resumed = run_cli(*args, "resume=auto", cwd=work, env=ENV)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = final_weights(tmp_path / "straight"), final_weights(runs(work)[1])
+    assert all(torch.allclose(got[k], v, rtol=0, atol=1e-6) for k, v in expected.items())
+
+
 def test_resume_auto_without_a_matching_run_is_an_error(tmp_path):
     result = run_cli(*FAST, "resume=auto", cwd=tmp_path)
     assert result.returncode == 2 and "resume=auto: no checkpoints/last.ckpt" in result.stderr

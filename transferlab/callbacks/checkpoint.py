@@ -7,7 +7,6 @@ interruption and may pick, and test, a worse epoch as "best".
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -17,24 +16,13 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
+from transferlab.atomic import atomic_open
+
 
 def copy_atomic(source: str | Path, target: str | Path) -> None:
-    """Copy ``source`` to ``target`` via a fsynced temp file in ``target``'s folder and ``os.replace``.
-
-    A crash or kill mid-copy leaves at most a hidden ``.<name>.<pid>.tmp`` file, never a partial ``target``.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Copy ``source`` to ``target`` atomically (``transferlab.atomic.atomic_open``): never a partial ``target``."""
+    with open(source, "rb") as src, atomic_open(target) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -59,6 +47,7 @@ class BestCheckpoint(ModelCheckpoint):
         return ModelCheckpoint.__qualname__ + super().state_key[len(type(self).__qualname__):]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning's restore, after copying the earlier run's top-k files here when the (local) dirpath changed."""
         state = dict(state_dict)
         previous = state.get("dirpath", self.dirpath)
         if self.dirpath and previous != self.dirpath and _is_local_file_protocol(self.dirpath):
@@ -77,8 +66,23 @@ class BestCheckpoint(ModelCheckpoint):
         self.current_score = state.get("current_score", self.current_score)
 
     def _adopt(self, path: str) -> str:
-        """Copy the earlier run's checkpoint ``path`` into this run's ``dirpath`` (same name); return the copy's path."""
+        """Copy the earlier run's checkpoint ``path`` into this run's ``dirpath`` (same name); return the copy."""
         source, target = Path(path), Path(self.dirpath) / Path(path).name
         if rank_zero_only.rank == 0 and source.resolve() != target.resolve():
             copy_atomic(source, target)
         return str(target)
+
+
+class LastCheckpoint(BestCheckpoint):
+    """``last.ckpt``: every ``every_n_train_steps`` steps when set, and always at the end of each training epoch.
+
+    Lightning stops saving at epoch ends once ``every_n_train_steps`` is set, so a run (or a resumed run) could end
+    without a ``last.ckpt`` of its final state; and a step-save that lands on an epoch's last step holds the state
+    before that epoch's validation, which a resume would then skip. Saving again at the epoch's end, after
+    validation, closes both gaps. Use with ``monitor=None``.
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._every_n_train_steps and not (trainer.fast_dev_run or trainer.sanity_checking):
+            self._save_none_monitor_checkpoint(trainer, self._monitor_candidates(trainer))
