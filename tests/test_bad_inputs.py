@@ -139,8 +139,8 @@ def setup_case(case, tmp_path, workdir, monkeypatch) -> list[str]:
         target = {"da-same-folder": source, "da-empty-target": tmp_path / "flat",
                   "da-target-below-one-batch": tmp_path / "flat"}[case]
         target.mkdir(exist_ok=True)
-        if case == "da-target-below-one-batch":  # 5 images: 2 held out for validation, 3 to train on
-            for i in range(5):
+        if case == "da-target-below-one-batch":  # 3 images: 2 held out for validation, 1 to train on
+            for i in range(3):
                 Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(target / f"t{i}.png")
         return ["strategy=dann", "data=domain_pair", f"data.source={source}", f"data.target={target}",
                 "data.num_workers=0", "data.persistent_workers=false", "data.pin_memory=false"]
@@ -177,7 +177,7 @@ CASES = {
     "read-only-outputs": "read-only file system: .*ro/run.*writable folder",
     "da-same-folder": "data.source and data.target are the same folder .*images.*needs two domains",
     "da-empty-target": "data.target=.*flat has no images",
-    "da-target-below-one-batch": "data.target: its training split has 3 image\\(s\\), fewer than one batch "
+    "da-target-below-one-batch": "data.target: its training split has 1 image\\(s\\), fewer than one batch "
                                  "\\(data.batch_size=4\\)",
 }
 
