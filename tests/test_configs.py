@@ -31,8 +31,9 @@ def datasets(tmp_path, monkeypatch):
     make_fake_cifar10(cifar)
     tree = tmp_path / "images"
     make_image_tree(tree, classes=("normal", "tumour"), per_class=12, size=40)
+    other = make_image_tree(tmp_path / "other", classes=("normal", "tumour"), per_class=12, size=40, seed=1)
     with patched_cifar10_md5(cifar):
-        yield {"cifar": cifar, "tree": tree}
+        yield {"cifar": cifar, "tree": tree, "other": other}
 
 
 @pytest.fixture
@@ -96,8 +97,9 @@ def test_data_configs(make_cfg, datasets):
         datamodule.setup("fit")
         images, labels = next(iter(datamodule.train_dataloader()))
         assert images.shape[1:] == (3, 32, 32) and labels.max() < datamodule.num_classes
-    domain = {"digits_blend": [], "domain_pair": [f"data.source={datasets['tree']}", f"data.target={datasets['tree']}",
-                                                "data.num_workers=0", "data.persistent_workers=false"]}
+    domain = {"digits_blend": [], "fonts_to_digits": [],
+              "domain_pair": [f"data.source={datasets['tree']}", f"data.target={datasets['other']}",
+                              "data.num_workers=0", "data.persistent_workers=false"]}
     assert set(domain) | {"digits", "cifar10", "imagefolder"} == set(options("data"))
     for name, extra in domain.items():  # two-domain data: batches of {"source": ..., "target": ...}
         _, datamodule, module, trainer = build(make_cfg(f"data={name}", "strategy=dann", *extra))
