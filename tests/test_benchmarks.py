@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import yaml
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -68,7 +70,17 @@ def test_da_protocol_quick_runs_both_phases_and_its_tables_rebuild_from_the_reco
 
 def test_results_md_da_tables_are_generated_from_the_committed_records():
     bench = load("da_protocol")
-    records = BENCHMARKS / "results" / "da_protocol.json"
+    records = json.loads((BENCHMARKS / "results" / "da_protocol.json").read_text())
     page = (BENCHMARKS / "RESULTS.md").read_text()
     section = page.split(bench.BEGIN, 1)[1].split(bench.END, 1)[0]
-    assert section.strip() == bench.tables(json.loads(records.read_text())).strip()
+    assert section.strip() == bench.tables(records).strip()
+    assert not records["meta"]["quick"] and {r["status"] for r in records["runs"]} == {"completed"}
+
+
+def test_dann_defaults_are_the_candidate_the_committed_selection_chose():
+    bench = load("da_protocol")
+    chosen = bench.choose(json.loads((BENCHMARKS / "results" / "da_protocol.json").read_text())["runs"])
+    defaults = yaml.safe_load((BENCHMARKS.parent / "conf" / "strategy" / "dann.yaml").read_text())["strategy"]
+    for override in bench.CANDIDATES[chosen]:
+        key, value = override.removeprefix("strategy.").split("=")
+        assert defaults[key] == float(value), key
