@@ -117,3 +117,15 @@ def test_multirun_with_a_failing_job_finishes_the_others_and_marks_it(tmp_path):
     rows = {r["strategy.freeze_depth"]: r for r in csv.DictReader((sweep / "summary.csv").open())}
     assert set(rows) == {"0", "99"} and float(rows["0"]["test/acc"]) >= 0
     assert rows["99"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("logger", ["csv", "many", "none"])
+def test_every_logger_config_completes_and_records_hparams(make_cfg, tmp_path, logger):
+    train(make_cfg(f"logger={logger}", "callbacks.evaluation_figures=null"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and "error" not in metrics
+    if logger != "none":
+        hparams = (tmp_path / "run" / "csv" / "hparams.yaml").read_text()
+        assert "model.name: efficientnet_lite0" in hparams and "seed: 0" in hparams  # the run's own config
+        rows = list(csv.DictReader((tmp_path / "run" / "csv" / "metrics.csv").open()))
+        assert any(row.get("hp/test_acc") for row in rows)

@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -154,9 +155,14 @@ def train(cfg: DictConfig) -> float:
         for source in (module, *trainer.callbacks):  # extra entries, e.g. DA model-selection reports
             if callable(getattr(source, "metrics_report", None)):
                 payload.update(source.metrics_report())
-        for logger in trainer.loggers:
-            logger.log_hyperparams(flat_config(cfg), {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()
-                                                      if k.startswith(("test/", "val/acc_best"))})
+        final = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if k.startswith(("test/", "val/acc_best"))}
+        for logger in trainer.loggers:  # TensorBoard pairs hparams with final metrics; other loggers take them apart
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(flat_config(cfg), final)
+            else:
+                logger.log_hyperparams(flat_config(cfg))
+                logger.log_metrics(final, step=trainer.global_step)
+            logger.save()
         return payload["monitor_value"]
     except BaseException as err:
         if isinstance(err, SIGTERMException):
