@@ -49,9 +49,9 @@ class DomainDataModule(TransferDataModule):
     def target_labelled(self) -> bool:
         return self.target_test is not None
 
-    def check_domains(self, source_name: str = "data.source", target_name: str = "data.target") -> None:
+    def check_domains(self) -> None:
         """Each training split holds at least one full batch (else there is no step to pair it in)."""
-        for name, dataset in ((source_name, self.train_set), (target_name, self.target_train)):
+        for name, dataset in (("data.source", self.train_set), ("data.target", self.target_train)):
             if len(dataset) < max(self.batch_size, 2):
                 raise TransferlabError(f"{name}: its training split has {len(dataset)} image(s), fewer than one "
                                        f"batch (data.batch_size={self.batch_size}); add images or lower "
