@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -14,8 +15,11 @@ def device_name(device: torch.device) -> str:
     """What the figures were measured on: the GPU's name, or the CPU model and thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor()) if platform.system() == "Linux" else platform.processor()
+    if platform.system() != "Linux":
+        return f"{platform.processor()}, {torch.get_num_threads()} threads"
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                 platform.processor())
     return f"{model}, {torch.get_num_threads()} threads"
 
 
@@ -59,7 +63,8 @@ def median(values) -> float:
 
 
 def report(out, rows, lines: list[str]) -> None:
-    """Print the markdown ``lines`` and keep them, with the raw ``rows``, as ``out/result.md`` and ``out/result.json``."""
+    """Print the markdown ``lines`` and keep them, with the raw ``rows``, as ``out/result.md`` and
+    ``out/result.json``."""
     import json
     from pathlib import Path
 

@@ -8,7 +8,8 @@
    accuracy on this pair is reported and never read by the choice.
 2. ``evaluate``, on ``data=fonts_to_digits`` (printed digits in bundled fonts -> handwritten digits: a rendering
    shift, where the development pair's is a background shift), never used for any choice: source_only, adabn
-   (target batches through BatchNorm, no domain loss) and dann with the chosen candidate, for both backbones, 5
+   (target batches through BatchNorm, no domain loss), dann with the chosen candidate, and cdan (CDAN+E) and mcc
+   with their papers' defaults (no candidate was tuned for them anywhere), for both backbones, 5
    seeds x 2 split seeds, target test accuracy of the monitor-selected checkpoint, mean +- 95% t-interval, and the
    paired gain over source_only with its interval.
 
@@ -55,6 +56,7 @@ RECIPE = ["data.image_size=32", "data.batch_size=32", "data.validator_samples=40
           "+trainer.enable_model_summary=false"]
 CANDIDATES = {f"lambda{lam}_drop{drop}": [f"strategy.lambda_max={lam}", f"strategy.discriminator_dropout={drop}"]
               for lam, drop in ((1.0, 0.0), (1.0, 0.5), (0.3, 0.5), (0.1, 0.5))}
+LATER_METHODS = ("cdan", "mcc")  # their papers' defaults (conf/strategy/*.yaml), never tuned here
 DEV = {"pair": "digits_blend", "seeds": [(100, 100), (101, 101)]}
 EVAL = {"pair": "fonts_to_digits", "seeds": [(seed, split) for split in (0, 1) for seed in range(5)],
         "extra": ["data.source_size=1200"]}  # source 840 training images, target 1,258: the target is the larger
@@ -64,10 +66,22 @@ QUICK = ["data.image_size=16", "data.batch_size=8", "data.validator_samples=16",
 
 
 # --- running ------------------------------------------------------------------------------------------------------
+def code_version() -> str:
+    """The commit the runs measure (``+`` when the tree has uncommitted changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + ("+" if git("status", "--porcelain", "--",
+                                                                           "transferlab", "conf") else "")
+
+
+CODE = code_version()
+
+
 def job(phase: str, pair: str, backbone: str, method: str, candidate: str | None, seed: int, split: int,
         overrides: list[str]) -> dict:
     return {"phase": phase, "pair": pair, "backbone": backbone, "method": method, "candidate": candidate,
-            "seed": seed, "split_seed": split, "overrides": overrides}
+            "seed": seed, "split_seed": split, "overrides": overrides, "code": CODE}
 
 
 def plan(phase: str, args, chosen: str | None = None) -> list[dict]:
@@ -81,7 +95,10 @@ def plan(phase: str, args, chosen: str | None = None) -> list[dict]:
         candidates = dict(list(CANDIDATES.items())[:1]) if quick else CANDIDATES
         methods |= {f"dann {name}": (name, ["strategy=dann", *o]) for name, o in candidates.items()}
     else:
-        methods |= {"adabn": (None, ["strategy=adabn"]), "dann": (chosen, ["strategy=dann", *CANDIDATES[chosen]])}
+        methods |= {"adabn": (None, ["strategy=adabn"]), "dann": (chosen, ["strategy=dann", *CANDIDATES[chosen]]),
+                    **{m: (None, [f"strategy={m}"]) for m in LATER_METHODS}}
+    if getattr(args, "methods", None):
+        methods = {m: v for m, v in methods.items() if m.split()[0] in args.methods}
     jobs = []
     for backbone, model in backbones.items():
         for method, (candidate, strategy) in methods.items():
@@ -168,14 +185,17 @@ def verdict(gains: list[float]) -> str:
 
 
 def completed(records: list[dict], **where) -> list[dict]:
-    return [r for r in records if r["status"] == "completed" and all(r[k] == v for k, v in where.items())]
+    return [r for r in records if r["status"] == "completed" and all(r.get(k) == v for k, v in where.items())]
 
 
 def paired_gains(records: list[dict], backbone: str, method: str, key: str) -> list[float]:
-    """``method`` minus source_only on the same (seed, split seed) and backbone."""
-    base = {(r["seed"], r["split_seed"]): r[key] for r in completed(records, backbone=backbone, method="source_only")}
-    return [r[key] - base[(r["seed"], r["split_seed"])] for r in completed(records, backbone=backbone, method=method)
-            if (r["seed"], r["split_seed"]) in base and r[key] is not None]
+    """``method`` minus source_only on the same (seed, split seed), backbone and code version."""
+    def pair(r: dict) -> tuple:
+        return r["seed"], r["split_seed"], r.get("code")
+
+    base = {pair(r): r[key] for r in completed(records, backbone=backbone, method="source_only")}
+    return [r[key] - base[pair(r)] for r in completed(records, backbone=backbone, method=method)
+            if pair(r) in base and r[key] is not None]
 
 
 def choose(records: list[dict]) -> str:
@@ -213,13 +233,16 @@ def evaluation_table(records: list[dict]) -> list[str]:
     lines = ["| backbone | method | target test acc (monitor: source val) | gain vs source_only | verdict | "
              "source test acc | target test, last epoch | by IM | by DEV | domain/acc end | runs warned | n | s/run |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    versions = list(dict.fromkeys(r.get("code") for r in ev))
     for backbone in dict.fromkeys(r["backbone"] for r in ev):
-        for method in dict.fromkeys(r["method"] for r in ev):
-            runs = completed(ev, backbone=backbone, method=method)
-            gains = [] if method == "source_only" else paired_gains(ev, backbone, method, "target_test_acc")
+        for code, method in dict.fromkeys((r.get("code"), r["method"]) for r in ev):
+            runs = completed(ev, backbone=backbone, method=method, code=code)
+            gains = [] if method == "source_only" else paired_gains(
+                [r for r in ev if r.get("code") == code], backbone, method, "target_test_acc")
             seconds = statistics.mean(r["seconds"] for r in runs) if runs else math.nan
+            label = f"{method} (code {code})" if len(versions) > 1 else method
             lines.append(
-                f"| {backbone} | {method} | {fmt([r['target_test_acc'] for r in runs])} | "
+                f"| {backbone} | {label} | {fmt([r['target_test_acc'] for r in runs])} | "
                 f"{fmt(gains) if gains else ''} | {verdict(gains) if gains else ''} | "
                 f"{fmt([r['source_test_acc'] for r in runs])} | {fmt([r['target_test_acc_last'] for r in runs])} | "
                 f"{fmt([r['target_test_acc_by'].get('im') for r in runs])} | "
@@ -234,15 +257,22 @@ def tables(data: dict) -> str:
     records, meta = data["runs"], data["meta"]
     chosen = choose(records)
     failed = [r for r in records if r["status"] != "completed"]
-    text = [f"Measured {meta['date']} on {meta['cpu']}, {meta['threads']} intra-op thread(s) per run, {meta['jobs']} "
-            f"run(s) at a time; {meta['versions']}; {meta['wall_s'] / 60:.0f} min wall. Recipe for every run: "
+    present = [m for m in LATER_METHODS if any(r["method"] == m for r in records)]
+    later = f"; {' and '.join(present)} with their papers' defaults, never tuned" if present else ""
+    measured = "; ".join(f"{m['date']} on {m['cpu']}, {m['threads']} intra-op thread(s) per run, {m['jobs']} run(s) "
+                         f"at a time, {m['versions']}, {m['wall_s'] / 60:.0f} min wall"
+                         for m in [*meta.get("earlier", [])[::-1], meta])
+    codes = list(dict.fromkeys(r.get("code") for r in records))
+    by_code = (f" Runs of {len(codes)} code versions are kept apart: a row names its version and pairs only with "
+               f"source_only of the same version.") if len(codes) > 1 else ""
+    text = [f"Measured {measured}. Recipe for every run: "
             f"`{' '.join(RECIPE)}`. Accuracies in %, mean ± 95% t-interval over n runs; gains are paired by "
-            f"(seed, split seed).", "",
+            f"(seed, split seed).{by_code}", "",
             f"**1. Selection on the development pair `{DEV['pair']}`** (seeds/split seeds {DEV['seeds']}). Rule: "
             f"the DANN candidate whose worse backbone gains most over source_only in target *validation* accuracy "
             f"of the monitor-selected checkpoint. Chosen: **{chosen}**.", "", *selection_table(records, chosen), "",
             f"**2. Evaluation on the untouched pair `{EVAL['pair']}`** (seeds 0-4 × split seeds 0, 1; "
-            f"`{' '.join(EVAL['extra'])}`), dann = the chosen candidate, nothing re-tuned.", "",
+            f"`{' '.join(EVAL['extra'])}`), dann = the chosen candidate, nothing re-tuned{later}.", "",
             *evaluation_table(records)]
     if failed:
         text += ["", f"Failed runs ({len(failed)}): " + "; ".join(f"{folder_name(r)}: {r['error']}" for r in failed)]
@@ -263,8 +293,9 @@ def write_results(text: str) -> None:
 def meta(args, wall: float) -> dict:
     import lightning
     import torch
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if platform.system() == "Linux" else platform.processor()
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if platform.system() == "Linux" else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
     return {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": f"{cpu} ({os.cpu_count()} CPUs)",
             "threads": args.threads, "jobs": args.jobs, "wall_s": round(wall, 1), "quick": args.quick,
             "versions": f"torch {torch.__version__}, lightning {lightning.__version__}"}
@@ -280,6 +311,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--record", type=Path, default=None, help="also copy the records to this file")
     parser.add_argument("--report", type=Path, default=None, help="only rebuild the tables from this records file")
     parser.add_argument("--write-results", action="store_true", help="put the tables into benchmarks/RESULTS.md")
+    parser.add_argument("--methods", type=lambda text: text.split(","), default=None,
+                        help="only these methods, e.g. source_only,cdan,mcc")
+    parser.add_argument("--merge", type=Path, default=None,
+                        help="a records file to extend: its runs are kept (and its selection reused), the new appended")
     args = parser.parse_args(argv)
     if args.report is not None:
         data = json.loads(args.report.read_text())
@@ -287,12 +322,16 @@ def main(argv: list[str] | None = None) -> dict:
         out = args.out or ROOT / "outputs" / "benchmarks" / "da_protocol" / datetime.now().strftime("%Y%m%d-%H%M%S")
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        merged = json.loads(args.merge.read_text()) if args.merge else {"runs": []}
         records = run_all(plan("select", args), out, args.threads, args.jobs) if args.phase != "evaluate" else []
         if args.phase != "select":
             previous = json.loads((out / "runs.json").read_text())["runs"] if (out / "runs.json").is_file() else []
-            dev = records or [r for r in previous if r["phase"] == "select"]
-            records = dev + run_all(plan("evaluate", args, choose(dev)), out, args.threads, args.jobs)
-        data = {"meta": meta(args, time.perf_counter() - start), "runs": records}
+            dev = records or [r for r in previous + merged["runs"] if r["phase"] == "select"]
+            evaluated = run_all(plan("evaluate", args, choose(dev)), out, args.threads, args.jobs)
+            records = (records if merged["runs"] else dev) + evaluated
+        data = {"meta": meta(args, time.perf_counter() - start), "runs": merged["runs"] + records}
+        if args.merge:
+            data["meta"]["earlier"] = [merged["meta"], *merged["meta"].get("earlier", [])]
         (out / "runs.json").write_text(json.dumps(data, indent=1))
         if args.record:
             args.record.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from common import device_name, now, report, versions  # noqa: E402
 
-from transferlab.run import build, load_config  # noqa: E402
+from transferlab.experiment import build, load_config  # noqa: E402
 
 
 def datamodule_and_module(args, on_device: bool, out: Path):

@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from common import StepTimer, device_name, median, now, report, versions  # noqa: E402
 
-from transferlab.run import build, load_config  # noqa: E402
+from transferlab.experiment import build, load_config  # noqa: E402
 
 CONFIGS = {  # name: (model, image size, batch, precision, channels_last, compile)
     "cpu": [("resnet18", 32, 32, "32-true", False, False)],

@@ -1,7 +1,7 @@
 """A sweep of K linear probes (lr x weight decay): K naive jobs against one run of K heads on cached features.
 
 Naive: K separate ``strategy=linear_probe`` runs, each pushing every (augmented) image through the frozen backbone
-every epoch. Cached: one ``strategy.cache_features=true strategy.head_grid=...`` run that extracts the features
+every epoch. Cached: one ``data.cache_features=true strategy.head_grid=...`` run that extracts the features
 once and trains the K heads together. Both pick their best configuration by validation accuracy and report its
 test accuracy (tested on images, through the whole network).
 
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transferlab.run import load_config, train  # noqa: E402
+from transferlab.experiment import load_config, train  # noqa: E402
 
 LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 WEIGHT_DECAYS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2]
@@ -51,7 +51,7 @@ def compare(k: int, lrs: list[float], decays: list[float], out: Path, extra: lis
              for i, (lr, wd) in enumerate(grid)]
     best = max(naive, key=lambda m: m["val/acc"])
     head_grid = f"strategy.head_grid={{lr:[{','.join(map(str, lrs))}],weight_decay:[{','.join(map(str, decays))}]}}"
-    cached = run(["strategy.cache_features=true", head_grid, *extra], out / f"k{k}_cached")
+    cached = run(["data.cache_features=true", head_grid, *extra], out / f"k{k}_cached")
     naive_wall = sum(m["wall"] for m in naive)
     return {"k": len(grid), "naive_s": naive_wall, "cached_s": cached["wall"], "speedup": naive_wall / cached["wall"],
             "naive_test_acc": best["test/acc"], "cached_test_acc": cached["test/acc"],

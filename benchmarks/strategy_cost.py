@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from common import StepTimer, device_name, median, versions  # noqa: E402
 
-from transferlab.run import build, load_config  # noqa: E402
+from transferlab.experiment import build, load_config  # noqa: E402
 
 STRATEGIES = ("source_only", "dann")
 

@@ -54,7 +54,8 @@ def measure(name: str, args, device) -> dict:
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     target = torch.randint(0, 10, (args.batch,), device=device)
     if device.type == "cuda":
-        module, images = module.to(memory_format=torch.channels_last), images.contiguous(memory_format=torch.channels_last)
+        module = module.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     model = torch.compile(module) if args.compile else module
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     train_flops = flops_per_image(module, images[:2], train=True)

@@ -67,9 +67,9 @@ def offline_torch_home(tmp_path, monkeypatch):
 def run_in_process(main, *args: str, monkeypatch) -> tuple[int, str]:
     """Exit code and stderr of a transferlab Hydra app (e.g. ``transferlab.run.main``) run here with ``args``.
 
-    The same code path as ``python -m transferlab.<app>`` (``transferlab.cli.run_app``), without a new interpreter.
+    The same code path as ``python -m transferlab.<app>`` (``transferlab.entry.run_app``), without a new interpreter.
     """
-    from transferlab.cli import run_app
+    from transferlab.entry import run_app
 
     GlobalHydra.instance().clear()
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")

@@ -11,8 +11,8 @@ from skimage import data as skdata
 
 from transferlab.backbones import TORCHVISION_MODELS, create_backbone, efficientnet_lite0_state_dict
 from transferlab.backbones.torchvision_zoo import cached_weights_path
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.transforms import eval_transform
-from transferlab.errors import TransferlabError
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

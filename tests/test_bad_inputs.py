@@ -22,7 +22,8 @@ from PIL import Image
 from test_data_imagefolder import jpeg_bytes
 
 from transferlab import atomic
-from transferlab.run import main, train
+from transferlab.experiment import train
+from transferlab.run import main
 
 QUICK = ["data.image_size=32", "data.batch_size=4", "callbacks.rich_progress_bar=null",
          "callbacks.evaluation_figures=null", "logger=none", "+trainer.enable_progress_bar=false"]

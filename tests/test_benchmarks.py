@@ -60,7 +60,7 @@ def test_da_protocol_quick_runs_both_phases_and_its_tables_rebuild_from_the_reco
     data = bench.main(["--quick", "--jobs", "2", "--out", str(tmp_path / "run"), "--record", str(tmp_path / "r.json")])
     runs = data["runs"]
     assert {r["phase"] for r in runs} == {"select", "evaluate"} and all(r["status"] == "completed" for r in runs)
-    assert {r["method"] for r in runs if r["phase"] == "evaluate"} == {"source_only", "adabn", "dann"}
+    assert {r["method"] for r in runs if r["phase"] == "evaluate"} == {"source_only", "adabn", "dann", "cdan", "mcc"}
     assert all(r["pair"] == "fonts_to_digits" for r in runs if r["phase"] == "evaluate")
     assert all(0 <= r["target_test_acc"] <= 1 for r in runs)
     assert bench.tables(json.loads((tmp_path / "r.json").read_text())) == (tmp_path / "run" / "result.md").read_text()
@@ -80,7 +80,7 @@ def test_results_md_da_tables_are_generated_from_the_committed_records():
 def test_dann_defaults_are_the_candidate_the_committed_selection_chose():
     bench = load("da_protocol")
     chosen = bench.choose(json.loads((BENCHMARKS / "results" / "da_protocol.json").read_text())["runs"])
-    defaults = yaml.safe_load((BENCHMARKS.parent / "conf" / "strategy" / "dann.yaml").read_text())["strategy"]
+    defaults = yaml.safe_load((BENCHMARKS.parent / "conf" / "strategy" / "dann.yaml").read_text())
     for override in bench.CANDIDATES[chosen]:
         key, value = override.removeprefix("strategy.").split("=")
         assert defaults[key] == float(value), key

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from transferlab.errors import TransferlabError
-from transferlab.run import train
+from transferlab.contracts.errors import TransferlabError
+from transferlab.experiment import train
 
 
 class Payload:

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from transferlab.backbones import Backbone
 from transferlab.backbones.torchvision_zoo import cached_weights_path
-from transferlab.run import build
+from transferlab.experiment import build
 from transferlab.strategies import TransferModule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -85,7 +85,7 @@ def test_trainer_configs(make_cfg, name):
     _, _, _, trainer = build(cfg)
     assert trainer.max_epochs == 1
     if name != "cpu":
-        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.channels_last
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.channels_last
 
 
 def test_data_configs(make_cfg, datasets):

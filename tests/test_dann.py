@@ -11,9 +11,9 @@ from fakes import make_image_tree
 from lightning.pytorch.callbacks import Callback
 
 from transferlab.callbacks.domain import harm_warnings
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
+from transferlab.experiment import build, train
 from transferlab.heads import GradientReversal, build_discriminator, dann_lambda, grad_reverse
-from transferlab.run import build, train
 
 DANN = ["strategy=dann", "data=digits_blend", "callbacks.domain_report=null", "callbacks.validator_selection=null",
         "callbacks.evaluation_figures=null", "logger=none"]

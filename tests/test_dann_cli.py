@@ -8,8 +8,8 @@ import pytest
 from conftest import run_cli
 from fakes import make_image_tree
 
+from transferlab.experiment import build
 from transferlab.heads import dann_lambda
-from transferlab.run import build
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_ddp_on_cpu_agrees_with_one_process(tmp_path, make_cfg):
     samples: 180 val images split evenly, no padding); accuracies exactly, the rest to float tolerance."""
     run = tmp_path / "ddp"
     result = run_cli(*DDP, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-                     "trainer.channels_last=false", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run}",
+                     "channels_last=false", "callbacks.rich_progress_bar=null", f"hydra.run.dir={run}",
                      cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]

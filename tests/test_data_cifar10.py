@@ -11,8 +11,8 @@ import torch
 from fakes import CIFAR10_CLASSES, make_fake_cifar10, patched_cifar10_md5
 from torchvision.datasets import CIFAR10
 
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.cifar10 import CIFAR10DataModule
-from transferlab.errors import TransferlabError
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import torch
 from fakes import make_image_tree
 from PIL import Image
 
-from transferlab.backbones.backbone import DataConfig
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.imagefolder import ImageFolderDataModule, load_rgb, to_rgb
-from transferlab.errors import TransferlabError
 
 
 def module(root, **kwargs) -> ImageFolderDataModule:

@@ -8,11 +8,11 @@ import torch
 from conftest import run_cli
 from fakes import CIFAR10_CLASSES, make_fake_cifar10, make_image_tree, patched_cifar10_md5
 
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.cifar10 import CIFAR10DataModule
 from transferlab.data.digits import DigitsDataModule
 from transferlab.data.imagefolder import ImageFolderDataModule
-from transferlab.errors import TransferlabError
-from transferlab.run import build
+from transferlab.experiment import build
 
 CSV_TASKS = "strategy.tasks=[{name: scanner},{name: diagnosis},{name: age, kind: regression}]"
 

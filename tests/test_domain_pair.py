@@ -7,11 +7,11 @@ import torch
 from fakes import make_image_tree
 from lightning.pytorch.utilities import CombinedLoader
 
-from transferlab.backbones.backbone import DataConfig
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.digits import load_digit_images
 from transferlab.data.digits_blend import DigitsBlendDataModule
 from transferlab.data.domain_pair import DomainPairDataModule
-from transferlab.errors import TransferlabError
 
 
 def test_digits_blend_is_a_deterministic_mnistm_style_pair():

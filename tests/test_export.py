@@ -11,9 +11,9 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from transferlab.experiment import train
 from transferlab.export import export
 from transferlab.predict import load_module
-from transferlab.run import train
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,15 @@ from pathlib import Path
 import torch
 
 from transferlab.data.feature_cache import cache_key, cached_features, extract_features, unaugmented
-from transferlab.run import build, train
+from transferlab.experiment import build, train
 
-CACHED = ["strategy=linear_probe", "strategy.cache_features=true", "trainer.limit_train_batches=null",
-          "trainer.limit_val_batches=null", "data.samples_per_class=20", "data.image_size=64",
-          "data.batch_size=20", "optimizer.lr=1e-2", "scheduler=none"]
+PROBE = ["strategy=linear_probe", "trainer.limit_train_batches=null", "trainer.limit_val_batches=null",
+         "data.samples_per_class=20", "data.image_size=64", "data.batch_size=20", "optimizer.lr=1e-2", "scheduler=none"]
+CACHED = [*PROBE, "data.cache_features=true"]
 
 
 def test_cache_holds_the_backbones_features_of_unaugmented_images(make_cfg, tmp_path):
-    _, datamodule, module, _ = build(make_cfg(*CACHED))
+    _, datamodule, module, _ = build(make_cfg(*PROBE))
     datamodule.setup("fit")
     plain = unaugmented(datamodule.train_set, datamodule.val_set)
     assert plain.transform is datamodule.val_set.transform and datamodule.train_set.transform is not plain.transform
@@ -34,7 +34,7 @@ def test_cache_holds_the_backbones_features_of_unaugmented_images(make_cfg, tmp_
 
 
 def test_cache_key_changes_with_weights_images_and_transform(make_cfg):
-    _, datamodule, module, _ = build(make_cfg(*CACHED))
+    _, datamodule, module, _ = build(make_cfg(*PROBE))
     datamodule.setup("fit")
     val = datamodule.val_set
     key = cache_key(module.backbone, {"val": val}, 32)

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from transferlab.backbones.backbone import DataConfig
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.digits import digit_splits, load_digit_images
 from transferlab.data.font_digits import FontDigitsDataModule, bundled_fonts, render_font_digits, resolve_fonts
-from transferlab.errors import TransferlabError
-from transferlab.run import train
+from transferlab.experiment import train
 
 
 def pair(split_seed: int = 0, **kwargs) -> FontDigitsDataModule:

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import FAST, compose_config
 
-from transferlab.errors import TransferlabError
-from transferlab.run import build, instantiate, train
+from transferlab.contracts.errors import TransferlabError
+from transferlab.experiment import build, instantiate, train
 from transferlab.strategies import Finetune, Multitask, TransferModule
 
 # Long enough for every head to learn on CPU (45 steps of 32 images at 32 px), short enough for CI.
@@ -25,7 +25,7 @@ BEATS = {"digit": 0.5, "parity": 0.75, "ge5": 0.75}  # well above chance on the 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 3-head model (digit, parity, >= 5) trained and tested through ``transferlab.run.train``."""
+    """A 3-head model (digit, parity, >= 5) trained and tested through ``transferlab.experiment.train``."""
     out = tmp_path_factory.mktemp("multitask") / "run"
     cfg = compose_config(out, *FAST, *LEARN)
     train(cfg)

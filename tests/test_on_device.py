@@ -11,12 +11,12 @@ import torch
 from fakes import make_fake_cifar10, patched_cifar10_md5
 from torchvision.transforms import v2
 
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.base import TensorImageDataset
 from transferlab.data.cifar10 import CIFAR10DataModule
 from transferlab.data.digits import DigitsDataModule
 from transferlab.data.on_device import DeviceImages, device_loader
-from transferlab.errors import TransferlabError
-from transferlab.run import train
+from transferlab.experiment import train
 
 CPU = torch.device("cpu")
 

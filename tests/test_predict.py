@@ -5,20 +5,20 @@ from __future__ import annotations
 import csv
 
 import pytest
-
 from fakes import make_image_tree
 from omegaconf import OmegaConf
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
+from transferlab.experiment import train
 from transferlab.predict import check_targets, main
-from transferlab.run import train
 
 
 def test_predict_on_a_folder_writes_topk_csv(make_cfg, tmp_path, capsys):
     cfg = make_cfg("test=false", "logger=none")
     train(cfg)
     (tmp_path / "run" / ".hydra").mkdir()  # as `python -m transferlab.run` leaves it
-    OmegaConf.save(OmegaConf.masked_copy(cfg, ["model", "strategy", "data"]), tmp_path / "run" / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.masked_copy(cfg, ["model", "strategy", "data"]),
+                   tmp_path / "run" / ".hydra" / "config.yaml")
     images = make_image_tree(tmp_path / "images", classes=("x", "y"), per_class=3, size=20, modes=("RGB", "L"))
     out = tmp_path / "pred.csv"
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"

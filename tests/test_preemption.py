@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import FAST, ROOT, run_cli
 
-from transferlab.errors import TransferlabError
-from transferlab.run import train
+from transferlab.contracts.errors import TransferlabError
+from transferlab.experiment import train
 
 # 2 epochs x 15 steps of 32 px digits; last.ckpt every 5 steps.
 PARITY = [*FAST, "trainer.max_epochs=2", "trainer.limit_train_batches=15", "trainer.limit_val_batches=1",
@@ -44,7 +44,8 @@ def test_sigkill_then_resume_auto_equals_an_uninterrupted_run(make_cfg, tmp_path
 
 def test_sigterm_saves_last_checkpoint_exits_143_and_resumes(tmp_path):
     args = [*PARITY, "trainer.max_epochs=1", "trainer.limit_train_batches=10",
-            "+callbacks.chaos._target_=chaos.SignalAtStep", "+callbacks.chaos.step=7", "+callbacks.chaos.signal=SIGTERM"]
+            "+callbacks.chaos._target_=chaos.SignalAtStep", "+callbacks.chaos.step=7",
+            "+callbacks.chaos.signal=SIGTERM"]
     stopped = run_cli(*args, cwd=tmp_path, env=ENV)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert "stopped by a signal at global step 7" in stopped.stderr and "Traceback" not in stopped.stderr

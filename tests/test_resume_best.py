@@ -14,7 +14,7 @@ from conftest import FAST, ROOT, run_cli
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from transferlab.callbacks.checkpoint import BestCheckpoint
-from transferlab.run import train
+from transferlab.experiment import train
 
 # 3 epochs x 8 steps of 32 px digits at a too-high lr: validation accuracy falls after epoch 0 (0.125, 0.094,
 # 0.0625 on 32 images), so the best epoch is an early one. last.ckpt every 3 steps. SignalFromEnv stops a run at

@@ -11,7 +11,7 @@ from conftest import run_cli
 from fakes import make_image_tree
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from transferlab.run import train
+from transferlab.experiment import train
 
 QUICK = ["debug=limit", "data.image_size=32", "data.batch_size=16", "callbacks.rich_progress_bar=null"]
 
@@ -66,7 +66,7 @@ def test_same_seed_gives_identical_metrics_and_seed_zero_is_a_seed(make_cfg):
 
 
 def test_resume_pointing_at_nothing_is_an_error(make_cfg, tmp_path):
-    from transferlab.errors import TransferlabError
+    from transferlab.contracts.errors import TransferlabError
 
     with pytest.raises(TransferlabError, match="no such checkpoint"):
         train(make_cfg(f"resume={tmp_path / 'nope.ckpt'}"))

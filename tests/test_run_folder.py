@@ -15,8 +15,9 @@ from conftest import FAST, ROOT, run_in_process
 from test_bad_inputs import setup_case
 
 from transferlab.atomic import AtomicCheckpointIO, atomic_open
-from transferlab.errors import TransferlabError
-from transferlab.run import main, strict_json, train
+from transferlab.contracts.errors import TransferlabError
+from transferlab.experiment import strict_json, train
+from transferlab.run import main
 
 EXTRA = ["logger=none", "callbacks.evaluation_figures=null", "test=false"]
 QUICK = [*FAST, *EXTRA]
@@ -36,9 +37,9 @@ def test_a_full_disk_is_one_error_naming_the_file(tmp_path):
     def full(*_, **__):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(TransferlabError, match=r"no space left on device while writing .*best.ckpt"):
-        with atomic_open(tmp_path / "best.ckpt") as handle:
-            full(handle)
+    with pytest.raises(TransferlabError, match=r"no space left on device while writing .*best.ckpt"), \
+            atomic_open(tmp_path / "best.ckpt") as handle:
+        full(handle)
     assert not list(tmp_path.iterdir())
 
 

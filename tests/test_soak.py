@@ -19,9 +19,9 @@ import pytest
 import torch
 from conftest import FAST, ROOT, run_cli
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
+from transferlab.experiment import train
 from transferlab.resume import find_last_checkpoint
-from transferlab.run import train
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("TRANSFERLAB_SOAK") != "1", reason="soak test (minutes of CPU), "

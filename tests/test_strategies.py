@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from transferlab.run import build, train
+from transferlab.experiment import build, train
 from transferlab.strategies.base import TransferModule
 
 
@@ -99,7 +99,8 @@ class CrashAtEpoch(Callback):
 
 
 def test_gradual_unfreezing_follows_epochs_and_survives_resume(make_cfg, tmp_path):
-    common = ("strategy.freeze_depth=8", "strategy.head_hidden=[32]", "strategy.head_dropout=0.3", "strategy.unfreeze_epochs=[1,2]", "strategy.unfreeze_step=2",
+    common = ("strategy.freeze_depth=8", "strategy.head_hidden=[32]", "strategy.head_dropout=0.3",
+              "strategy.unfreeze_epochs=[1,2]", "strategy.unfreeze_step=2",
               "trainer.max_epochs=3", "trainer.limit_train_batches=3", "test=false")
     straight, trainer = fit(make_cfg(*common, run="straight"))
     assert trainer.callback_metrics["finetune/frozen_depth"] == 4  # 8, then 6 at epoch 1, 4 at epoch 2
@@ -120,7 +121,7 @@ def test_gradual_unfreezing_follows_epochs_and_survives_resume(make_cfg, tmp_pat
 
 
 def test_bad_strategy_values_are_clear(make_cfg):
-    from transferlab.errors import TransferlabError
+    from transferlab.contracts.errors import TransferlabError
 
     with pytest.raises(TransferlabError, match=r"strategy.freeze_depth=99 is out of range: efficientnet_lite0 has 8"):
         build(make_cfg("strategy.freeze_depth=99"))

@@ -6,7 +6,7 @@ import csv
 
 import numpy as np
 
-from transferlab.analysis.transferability import leep, logme
+from transferlab.metrics.transferability import leep, logme
 from transferlab.rank import main
 
 
@@ -29,7 +29,7 @@ def test_rank_puts_pretrained_lite0_above_random_weights(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     assert main(["models=[efficientnet_lite0:none,efficientnet_lite0]", "data.image_size=64",
                  "data.samples_per_class=60"]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "rank.csv")))
+    rows = list(csv.DictReader((tmp_path / "rank.csv").read_text().splitlines()))
     assert [r["model"] for r in rows] == ["efficientnet_lite0", "efficientnet_lite0:none"]
     assert float(rows[0]["leep"]) < 0 and rows[1]["leep"] == "nan"
     assert "n/a" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from conftest import ROOT, run_cli
 from fakes import make_image_tree
 
 from transferlab.data.base import EpochSeededSampler
-from transferlab.run import build, train
+from transferlab.experiment import build, train
 
 BATCH = 4
 # Tiny, fast and offline: a MobileNetV3-Small-0.5 from scratch at 16 px, no figures, no logger.

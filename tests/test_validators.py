@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from transferlab.analysis.validators import (
+from transferlab.metrics.validators import (
     dev_risk,
     domain_importance_weights,
     information_maximization,

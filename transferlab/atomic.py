@@ -16,7 +16,7 @@ from typing import IO
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from transferlab.atomic import atomic_open, write_text
-from transferlab.errors import TransferlabError
-from transferlab.predict import cli, load_module
+from transferlab.contracts.errors import TransferlabError
+from transferlab.entry import parse_key_values, run_script
+from transferlab.predict import load_module
 
 FORMATS = {"safetensors": ".safetensors", "onnx": ".onnx"}
 
@@ -83,9 +84,12 @@ def write_onnx(module: torch.nn.Module, output: Path, size: int, atol: float) ->
         raise TransferlabError(f"ONNX logits differ from PyTorch by {error:.2e} (> {atol}); not exported")
 
 
+KEYS, REQUIRED = {"ckpt", "format", "output"}, {"ckpt"}
+USAGE = "python -m transferlab.export ckpt=... format=onnx|safetensors [output=...]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return cli(export, sys.argv[1:] if argv is None else argv, {"ckpt", "format", "output"}, {"ckpt"},
-               "python -m transferlab.export ckpt=... format=onnx|safetensors [output=...]")
+    return run_script(lambda args: print(f"wrote {export(**parse_key_values(args, KEYS, REQUIRED, USAGE))}"), argv)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,6 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, StepLR
 
-from transferlab.errors import TransferlabError
-
-
-def check_positive(name: str, value, allow_zero: bool = False) -> float:
-    """``float(value)``, or a one-line error naming ``name`` when it is not a (positive) number."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TransferlabError(f"{name}={value!r} is not a number") from None
-    if math.isnan(number) or number < 0 or (number == 0 and not allow_zero):
-        raise TransferlabError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
-    return number
-
 
 def split_decay(named_params: Iterable[tuple[str, nn.Parameter]]) -> tuple[list, list]:
     """Split parameters into (decayed, not decayed): norms, biases and other 1-d tensors get no weight decay."""
@@ -45,7 +32,8 @@ def make_groups(name: str, named_params, lr: float, weight_decay: float) -> list
 
 
 def stage_lrs(lr: float, num_stages: int, backbone_lr_mult: float = 1.0, layer_decay: float = 1.0) -> list[float]:
-    """Learning rate of each backbone stage, stem first: ``lr * backbone_lr_mult * layer_decay ** (distance to top)``."""
+    """Learning rate of each backbone stage, stem first: ``lr * backbone_lr_mult * layer_decay ** (distance to
+    top)``."""
     return [lr * backbone_lr_mult * layer_decay ** (num_stages - 1 - i) for i in range(num_stages)]
 
 

@@ -1,6 +1,6 @@
 """Classify images with a trained checkpoint and write a CSV of top-k classes and probabilities.
 
-    python -m transferlab.predict ckpt=outputs/runs/<run>/checkpoints/last.ckpt input=photos/ output=predictions.csv topk=5
+    python -m transferlab.predict ckpt=<run folder>/checkpoints/last.ckpt input=photos/ output=predictions.csv topk=5
 
 The module is rebuilt from the run folder's ``.hydra/config.yaml`` (next to ``checkpoints/``); images are
 preprocessed with the checkpoint's ``data_config`` and the eval transform at the run's ``data.image_size``.
@@ -17,11 +17,12 @@ from omegaconf import OmegaConf, open_dict
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from transferlab.atomic import atomic_open, write_text
-from transferlab.backbones.backbone import DataConfig
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.imagefolder import find_image_files, load_rgb
 from transferlab.data.transforms import eval_transform
-from transferlab.errors import TransferlabError
-from transferlab.run import instantiate
+from transferlab.entry import parse_key_values, run_script
+from transferlab.experiment import instantiate
 
 SAFE_PREFIX = "transferlab."
 
@@ -164,24 +165,12 @@ def task_columns(outputs: torch.Tensor, names: list[str], kind: str, topk: int, 
     return [{k: f"{v:.6f}" for k, v in zip(keys, row)} for row in outputs.reshape(len(outputs), -1).tolist()]
 
 
-def cli(function, argv: list[str], known: set[str], required: set[str], usage: str) -> int:
-    """Call ``function(**{key: value})`` from Hydra-style ``key=value`` arguments; a user error is one line, exit 2."""
-    try:
-        args = dict(arg.partition("=")[::2] for arg in argv)
-        if set(args) - known or required - set(args) or any("=" not in arg for arg in argv):
-            raise TransferlabError(f"usage: {usage}")
-        path = function(**args)
-    except TransferlabError as err:
-        print(f"transferlab: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+KEYS, REQUIRED = {"ckpt", "input", "output", "topk", "on_corrupt"}, {"ckpt", "input"}
+USAGE = "python -m transferlab.predict ckpt=... input=<folder|image> [output=...] [topk=5] [on_corrupt=error|skip]"
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli(predict, sys.argv[1:] if argv is None else argv, {"ckpt", "input", "output", "topk", "on_corrupt"},
-               {"ckpt", "input"}, "python -m transferlab.predict ckpt=... input=<folder|image> [output=...] [topk=5] "
-                                  "[on_corrupt=error|skip]")
+    return run_script(lambda args: print(f"wrote {predict(**parse_key_values(args, KEYS, REQUIRED, USAGE))}"), argv)
 
 
 if __name__ == "__main__":

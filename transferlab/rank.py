@@ -15,16 +15,19 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
 from torch.utils.data import DataLoader
 
-from transferlab.analysis.transferability import leep, logme
 from transferlab.atomic import atomic_open
-from transferlab.backbones.timm_zoo import efficientnet_lite0_state_dict
-from transferlab.errors import TransferlabError
-from transferlab.run import instantiate, load_config
+from transferlab.backbones import efficientnet_lite0_state_dict
+from transferlab.contracts.checks import check_config
+from transferlab.contracts.errors import TransferlabError
+from transferlab.data.feature_cache import unaugmented
+from transferlab.entry import run_script
+from transferlab.experiment import instantiate, load_config
+from transferlab.extract import extract
+from transferlab.metrics.transferability import leep, logme
 
 
 def source_classifier(name: str, weights: str) -> torch.nn.Module | None:
@@ -36,27 +39,27 @@ def source_classifier(name: str, weights: str) -> torch.nn.Module | None:
     return model.eval()
 
 
-@torch.no_grad()
 def score(entry: str, overrides: list[str], workdir: Path) -> dict:
     """Extract features (and source probabilities) for one model entry and score them."""
     name, _, weights = entry.partition(":")
     cfg = load_config([f"model={name}", *([f"model.weights={weights}"] if weights else []), *overrides],
                       output_dir=workdir / entry.replace(":", "_"))
+    check_config(cfg)
     backbone = instantiate(cfg.model).eval()
     datamodule = instantiate(cfg.data, data_config=backbone.data_config, seed=cfg.seed)
     datamodule.setup("fit")
-    train = datamodule.train_set
-    train.transform = datamodule.val_set.transform  # no augmentation
+    train = unaugmented(datamodule.train_set, datamodule.val_set)
     classifier = source_classifier(cfg.model.get("name", name), str(cfg.model.get("weights")))
-    features, probs, labels = [], [], []
-    for images, target in DataLoader(train, batch_size=64):
-        features.append(backbone(images).numpy())
+
+    def forward(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {"features": backbone(images)}
         if classifier is not None:
-            probs.append(classifier(images).softmax(-1).numpy())
-        labels.append(target.numpy())
-    labels = np.concatenate(labels)
-    return {"model": entry, "logme": logme(np.concatenate(features), labels),
-            "leep": leep(np.concatenate(probs), labels) if probs else math.nan}
+            out["probs"] = classifier(images).softmax(-1)
+        return out
+
+    out = {key: value.numpy() for key, value in extract(forward, DataLoader(train, batch_size=64)).items()}
+    return {"model": entry, "logme": logme(out["features"], out["labels"]),
+            "leep": leep(out["probs"], out["labels"]) if "probs" in out else math.nan}
 
 
 def rank(models: list[str], overrides: list[str], output: str = "rank.csv") -> list[dict]:
@@ -76,20 +79,21 @@ def rank(models: list[str], overrides: list[str], output: str = "rank.csv") -> l
     return rows
 
 
+USAGE = "python -m transferlab.rank 'models=[name,name:none,...]' [key=value ...]"
+
+
+def rank_command(argv: list[str]) -> None:
+    """``rank`` from command-line arguments: ``models=[...]``, optional ``output=``, the rest config overrides."""
+    models = [a for a in argv if a.startswith("models=")]
+    output = [a.partition("=")[2] for a in argv if a.startswith("output=")]
+    if len(models) != 1:
+        raise TransferlabError(f"usage: {USAGE}")
+    names = [m.strip() for m in models[0].partition("=")[2].strip("[]").split(",") if m.strip()]
+    rank(names, [a for a in argv if not a.startswith(("models=", "output="))], *output)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        models = [a for a in argv if a.startswith("models=")]
-        output = [a.partition("=")[2] for a in argv if a.startswith("output=")]
-        if len(models) != 1:
-            raise TransferlabError("usage: python -m transferlab.rank 'models=[name,name:none,...]' [key=value ...]")
-        names = [m.strip() for m in models[0].partition("=")[2].strip("[]").split(",") if m.strip()]
-        rest = [a for a in argv if not a.startswith(("models=", "output="))]
-        rank(names, rest, *output)
-    except TransferlabError as err:
-        print(f"transferlab: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_script(rank_command, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
 
 
 def comparable(overrides) -> list[str]:

@@ -1,4 +1,4 @@
-"""Hydra entry point: compose -> seed -> instantiate -> fit -> test -> metrics.json.
+"""Hydra entry point: compose -> seed -> instantiate -> fit -> test -> metrics.json (``transferlab.experiment``).
 
     python -m transferlab.run                                   # efficientnet_lite0 fine-tuned on digits
     python -m transferlab.run model=resnet50 strategy=linear_probe data=imagefolder data.root=/data/ct
@@ -7,227 +7,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig
 
-from transferlab.atomic import AtomicCheckpointIO, write_text
 from transferlab.callbacks.preemption import EXIT_CODE
-from transferlab.cli import claim_run_dir, one_line, release_run_dir, run_app, user_error
-from transferlab.errors import TransferlabError
-from transferlab.resume import find_last_checkpoint
-from transferlab.validation import check_config, check_freeze_depth
-
-
-def instantiate(cfg: DictConfig, **kwargs):
-    """``hydra.utils.instantiate`` with plain containers (checkpoint-safe hparams) and unwrapped user errors.
-
-    Python objects in ``kwargs`` (backbone, data config) are passed as they are, never converted.
-    """
-    try:
-        target = hydra.utils.instantiate(cfg, _convert_="all", **({"_partial_": True} if kwargs else {}))
-    except InstantiationException as err:
-        raise user_error(err) or err from None
-    return target(**kwargs) if kwargs else target
-
-
-def check_resume(path: str | None) -> str | None:
-    """``path`` when it is a readable checkpoint; a missing or truncated file is an error, not a fresh start."""
-    if path is None:
-        return None
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise TransferlabError(f"resume={path}: no such checkpoint (look in <run dir>/checkpoints/last.ckpt)")
-    try:
-        torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # truncated, not a checkpoint, or carrying a pickle payload
-        raise TransferlabError(f"resume={path}: unreadable checkpoint ({type(err).__name__}); "
-                               "resume from another one, e.g. the best checkpoint") from None
-    return str(file)
-
-
-def resume_path(cfg: DictConfig) -> str | None:
-    """``cfg.resume``, with ``auto`` resolved to the newest last.ckpt of a run with the same overrides."""
-    if cfg.get("resume") != "auto":
-        return cfg.get("resume")
-    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
-    return str(find_last_checkpoint(cfg.paths.log_dir, overrides, exclude=cfg.paths.output_dir))
-
-
-def final_metrics(trainer: L.Trainer) -> dict[str, float]:
-    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if v.numel() == 1}
-
-
-def strict_json(value):
-    """``value`` with every NaN or infinity replaced by None, so ``json.dumps`` writes strict JSON (``null``)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
-def write_metrics(output_dir: Path, payload: dict) -> None:
-    """Write ``metrics.json`` atomically and as strict JSON, so a crash never leaves half a file."""
-    write_text(output_dir / "metrics.json", json.dumps(strict_json(payload), indent=2, default=str,
-                                                        allow_nan=False))
-
-
-def build(cfg: DictConfig):
-    """Seed, then instantiate the backbone, DataModule, strategy module, callbacks, loggers and Trainer."""
-    missing = sorted(key for group in cfg if group != "hydra" and OmegaConf.is_config(cfg[group])
-                     for key in OmegaConf.missing_keys(cfg[group]))  # full keys, e.g. "data.root"
-    if missing:
-        raise TransferlabError(f"Missing mandatory value: {missing[0]} (set it on the command line, e.g. "
-                               f"{missing[0]}=...)")
-    check_config(cfg)  # typed values, before any weights or data are read
-    if cfg.seed is not None:  # seed 0 is a seed
-        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    backbone = instantiate(cfg.model)
-    if OmegaConf.select(cfg, "strategy.freeze_depth") is not None:  # before any data is read
-        check_freeze_depth(cfg.strategy.freeze_depth, backbone)
-    # A multi-task strategy declares its tasks; the data yields them unless data.tasks chooses otherwise.
-    tasks = OmegaConf.to_container(cfg.strategy.tasks, resolve=True) if cfg.strategy.get("tasks") else None
-    data_tasks = {"tasks": tasks} if tasks and cfg.data.get("tasks") is None else {}
-    datamodule = instantiate(cfg.data, data_config=backbone.data_config, seed=cfg.seed, **data_tasks)
-    if getattr(datamodule, "tasks", None) and not tasks:
-        raise TransferlabError("data.tasks is set but the strategy has one head; use strategy=multitask")
-    module = instantiate(cfg.strategy, backbone=backbone, num_classes=datamodule.num_classes,
-                         optimizer=instantiate(cfg.optimizer),
-                         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                         **({"data_tasks": datamodule.tasks} if tasks else {}))
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if trainer_cfg.pop("channels_last", False):
-        module = module.to(memory_format=torch.channels_last)
-        module.channels_last = True
-    compile_model = trainer_cfg.pop("compile", False)
-    if trainer_cfg.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise TransferlabError(f"trainer.accelerator={trainer_cfg['accelerator']} needs a CUDA GPU and torch sees "
-                               f"none (torch.cuda.is_available() is False); use trainer=cpu on this machine")
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    if not loggers:  # nothing to log learning rates to
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    try:
-        trainer = instantiate(OmegaConf.create(trainer_cfg), callbacks=callbacks, logger=loggers or False,
-                              plugins=[AtomicCheckpointIO()])
-    except MisconfigurationException as err:  # e.g. trainer=gpu on a machine without one
-        raise TransferlabError(f"trainer: {one_line(err)} (use trainer=cpu on a machine without a GPU)") from None
-    return backbone, datamodule, torch.compile(module) if compile_model else module, trainer
-
-
-def train(cfg: DictConfig) -> float:
-    """Run one experiment described by ``cfg``; return the monitored metric (for Hydra sweepers).
-
-    Writes ``metrics.json`` in ``cfg.paths.output_dir`` whether the run completes or fails.
-    """
-    output_dir = Path(cfg.paths.output_dir)
-    claim_run_dir(output_dir)  # before the try: a refused run writes nothing
-    start = time.perf_counter()
-    payload = {"status": "failed", "monitor": cfg.monitor, "monitor_mode": cfg.monitor_mode}
-    try:
-        _, datamodule, module, trainer = build(cfg)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(resume_path(cfg)))
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        validated = final_metrics(trainer)
-        if cfg.get("test", True):
-            trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
-        metrics = {**validated, **final_metrics(trainer)}
-        payload.update(status="completed", metrics=metrics, best_model_path=best,
-                       monitor_value=metrics.get(cfg.monitor, math.nan))
-        for source in (module, *trainer.callbacks):  # extra entries, e.g. DA model-selection reports
-            if callable(getattr(source, "metrics_report", None)):
-                payload.update(source.metrics_report())
-        final = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if k.startswith(("test/", "val/acc_best"))}
-        for logger in trainer.loggers:  # TensorBoard pairs hparams with final metrics; other loggers take them apart
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(flat_config(cfg), final)
-            else:
-                logger.log_hyperparams(flat_config(cfg))
-                logger.log_metrics(final, step=trainer.global_step)
-            logger.save()
-        return payload["monitor_value"]
-    except BaseException as err:
-        if isinstance(err, SIGTERMException):
-            payload["status"] = "interrupted"
-        payload["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        raise
-    finally:
-        payload["seconds"] = round(time.perf_counter() - start, 2)
-        if rank_zero_only.rank == 0:  # under DDP every rank runs train(); one writes
-            try:
-                write_metrics(output_dir, payload)
-            except (OSError, TransferlabError):  # e.g. the disk is full: the error in flight says so
-                if payload["status"] == "completed":
-                    raise
-            finally:
-                release_run_dir(output_dir)
-
-
-def flat_config(cfg: DictConfig) -> dict:
-    """The resolved config as ``{"group.key": scalar}`` for TensorBoard's hparams table."""
-    skip = ("hydra", "paths", "callbacks", "logger")
-    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-             for k in cfg if k not in skip}
-    flat = {}
-
-    def walk(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            elif not str(key).startswith("_"):
-                flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-
-    walk(plain)
-    return flat
-
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | None = None) -> DictConfig:
-    """Compose the config exactly as the command line would, for notebooks and scripts.
-
-    Args:
-        overrides: command-line style overrides, e.g. ``["strategy=linear_probe", "trainer.max_epochs=2"]``.
-        output_dir: the run folder; default ``outputs/runs/<timestamp>`` under the current directory.
-
-    Example:
-        >>> cfg = load_config(["trainer.max_epochs=1"])
-        >>> test_acc = train(cfg)  # doctest: +SKIP
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    output_dir = Path(output_dir or Path("outputs") / "runs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")).resolve()
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(Path.cwd())
-        cfg.paths.output_dir = str(output_dir)
-        del cfg.hydra
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=False)
-    return cfg
+from transferlab.contracts.errors import print_error, user_error
+from transferlab.entry import run_app
+from transferlab.experiment import CONFIG_DIR, train
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")  # absolute: also in-process
@@ -241,8 +34,8 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as err:
         problem = user_error(err)
         if problem is None or HydraConfig.get().mode != RunMode.MULTIRUN:
-            raise  # a single run: cli.run_app prints a user error as one line and exits 2
-        print(f"transferlab: error: {one_line(problem)}", file=sys.stderr)
+            raise  # a single run: entry.run_app prints a user error as one line and exits 2
+        print_error(problem)
         return math.nan  # this job failed (see its metrics.json); the sweep goes on
 
 

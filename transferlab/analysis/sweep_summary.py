@@ -14,6 +14,7 @@ folder; nothing else there is touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -26,6 +27,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from transferlab.atomic import atomic_open, save_figure, write_text
+from transferlab.contracts.errors import TransferlabError, print_error
+from transferlab.entry import run_script
 
 log = logging.getLogger(__name__)
 STATUS_RANK = {"completed": 0, "failed": 1, "missing": 2}
@@ -62,10 +65,8 @@ def _read_job(job_dir: Path, metric: str) -> tuple[dict, dict]:
         return overrides, row
     row["status"] = str(payload.get("status", "missing"))
     for key, value in (payload.get("metrics") or {}).items():
-        try:
+        with contextlib.suppress(TypeError, ValueError):  # a non-numeric entry is no metric column
             row[key] = float(value)
-        except (TypeError, ValueError):
-            pass
     if metric not in row and payload.get("monitor") == metric and payload.get("monitor_value") is not None:
         row[metric] = float(payload["monitor_value"])
     if payload.get("seconds") is not None:
@@ -290,8 +291,8 @@ class SweepSummary(Callback):
             log.warning("Sweep summary failed: %s: %s", type(err).__name__, (str(err).strip().splitlines() or [""])[0])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status."""
+def summary_command(argv: list[str]) -> int:
+    """``summarize`` from command-line arguments; 1 when the folder holds no job."""
     parser = argparse.ArgumentParser(prog="python -m transferlab.analysis.sweep_summary",
                                      description="Summarise a Hydra multirun folder into tables and a plot.")
     parser.add_argument("sweep_dir", type=Path, help="multirun folder, e.g. outputs/sweeps/<timestamp>")
@@ -302,12 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = summarize(args.sweep_dir, args.metric, args.mode)
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise TransferlabError(str(err)) from None
     if not rows:
-        print(f"error: no job folders in {args.sweep_dir}", file=sys.stderr)
+        print_error(f"no job folders in {args.sweep_dir}")
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
+    return run_script(summary_command, argv)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from transferlab.backbones.backbone import Backbone, DataConfig
+from transferlab.backbones.backbone import Backbone
 from transferlab.backbones.timm_zoo import build_packaged_lite0, build_timm, efficientnet_lite0_state_dict
 from transferlab.backbones.torchvision_zoo import FAMILIES as TORCHVISION_MODELS
 from transferlab.backbones.torchvision_zoo import build_torchvision
 from transferlab.backbones.weights import load_matching, read_state_dict
-from transferlab.errors import TransferlabError
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
 
 SOURCES = ("torchvision", "timm", "packaged")
 

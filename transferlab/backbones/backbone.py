@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-from transferlab.validation import check_freeze_depth
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Preprocessing the weights were trained with (timm's ``pretrained_cfg`` subset)."""
-
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    input_size: int = 224
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from transferlab.contracts.checks import check_freeze_depth
+from transferlab.contracts.data_config import DataConfig
 
 
 class Backbone(nn.Module):
@@ -66,9 +51,10 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def freeze(self, depth: int) -> None:
-        """Make the first ``depth`` stages untrainable and the rest trainable."""
-        check_freeze_depth(depth, self, key="freeze_depth")
+    def freeze(self, depth: int, key: str = "freeze_depth") -> None:
+        """Make the first ``depth`` stages untrainable and the rest trainable (the one range check of a freeze
+        depth; ``key`` names the setting in the error)."""
+        check_freeze_depth(depth, self.num_stages, self.name, key)
         for i in range(self.num_stages):
             for p in self.stage_parameters(i):
                 p.requires_grad_(i >= depth)

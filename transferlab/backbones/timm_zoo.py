@@ -6,8 +6,9 @@ import timm
 import torch
 from timm.models import group_parameters
 
-from transferlab.backbones.backbone import Backbone, DataConfig
-from transferlab.errors import TransferlabError
+from transferlab.backbones.backbone import Backbone
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
 
 LITE0_TENSORS = 296
 

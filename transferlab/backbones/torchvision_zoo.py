@@ -8,8 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
-from transferlab.backbones.backbone import Backbone, DataConfig
-from transferlab.errors import TransferlabError
+from transferlab.backbones.backbone import Backbone
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
 
 
 def _resnet(m):

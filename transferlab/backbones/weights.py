@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -39,7 +39,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model``; classifier tensors the backbone dropped are ignored, anything else missing is an error."""
+    """Load ``state`` into ``model``; classifier tensors the backbone dropped are ignored, anything else missing is an
+    error."""
     own = model.state_dict()
     state = {k: v for k, v in state.items() if k in own}
     missing = [k for k in own if k not in state]

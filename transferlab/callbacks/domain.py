@@ -1,7 +1,8 @@
 """Domain adaptation reports: label-free model selection against the oracle, proxy A-distance, feature embedding.
 
-Both callbacks need a module with ``collect(loader)`` (``transferlab.strategies.DANN``) and a ``DomainDataModule``.
-``transferlab.run.train`` merges each callback's ``metrics_report()`` into ``metrics.json``.
+Both callbacks are in ``callbacks=default`` and act only when the module adapts domains (it has ``collect(loader)``,
+as ``transferlab.strategies.DomainAdaptation`` does) and the data has a target domain; otherwise they do nothing.
+``transferlab.experiment.train`` merges each callback's ``metrics_report()`` into ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from transferlab.analysis.validators import proxy_a_distance
 from transferlab.atomic import save_figure
+from transferlab.metrics.validators import proxy_a_distance
+
+
+def adapts_domains(trainer, pl_module) -> bool:
+    """Whether this run is domain adaptation: a module with ``collect`` on data with a target domain."""
+    return callable(getattr(pl_module, "collect", None)) and getattr(trainer.datamodule, "has_target_domain", False)
+
 
 VALIDATORS = ("val/acc", "val/im", "val/snd", "val/neg_dev_risk")
 ORACLE = "val/target_acc_oracle"
@@ -65,9 +72,13 @@ class ValidatorSelection(L.Callback):
     def __init__(self, validators=VALIDATORS):
         self.validators = list(validators)
         self.history: list[dict[str, float]] = []
+        self.active = False
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.active = adapts_domains(trainer, pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not self.active:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         row.update({k: float(trainer.callback_metrics[k]) for k in (*self.validators, ORACLE)
@@ -79,13 +90,15 @@ class ValidatorSelection(L.Callback):
         self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.active:
+            return
         value = trainer.callback_metrics.get("domain/acc")  # this epoch's (logged on_epoch by the strategy)
         row = next((r for r in self.history if r["epoch"] == trainer.current_epoch), None)
         if value is not None and row is not None:
             row["domain/acc"] = float(value)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.active:
             for warning in harm_warnings(self.history):
                 print(f"transferlab: warning: {warning}", file=sys.stderr)
 
@@ -134,6 +147,10 @@ class DomainReport(L.Callback):
         self.dirpath = Path(dirpath) if dirpath is not None else None
         self.method, self.max_samples = method, int(max_samples)
         self.report: dict[str, float] = {}
+        self.active = False
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.active = adapts_domains(trainer, pl_module)
 
     def _features(self, trainer, pl_module) -> tuple[dict, dict]:
         datamodule = trainer.datamodule
@@ -147,12 +164,12 @@ class DomainReport(L.Callback):
             logger.log_metrics({name: value}, step=trainer.global_step)
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.active:
             source, target = self._features(trainer, pl_module)
             self._log(trainer, "domain/pad_start", proxy_a_distance(source["features"], target["features"]))
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or not self.active:
             return
         source, target = self._features(trainer, pl_module)
         self._log(trainer, "domain/pad_end", proxy_a_distance(source["features"], target["features"]))

@@ -8,12 +8,14 @@ import lightning as L
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
-from transferlab.backbones.backbone import DataConfig
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError
+from transferlab.contracts.tasks import task_entries, task_info
+from transferlab.data.feature_cache import cached_features, unaugmented
 from transferlab.data.on_device import device_loader, materialize
-from transferlab.data.tasks import TaskLabels, task_entries, task_info
-from transferlab.errors import TransferlabError
+from transferlab.data.tasks import TaskLabels
 from transferlab.rng import seed_torch
 
 
@@ -126,10 +128,8 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
 
 def few_shot(indices: np.ndarray, labels: Sequence[int], samples_per_class: int | None, seed: int) -> np.ndarray:
     """The first ``samples_per_class`` of each class, after a seeded shuffle (all indices when None)."""
-    if samples_per_class is None:
+    if samples_per_class is None:  # data.samples_per_class >= 1 is checked at startup (contracts.checks.RULES)
         return indices
-    if samples_per_class < 1:
-        raise TransferlabError(f"samples_per_class={samples_per_class} must be >= 1")
     labels = np.asarray(labels)
     shuffled = np.random.default_rng(seed).permutation(indices)
     chosen = [shuffled[labels[shuffled] == c][:samples_per_class] for c in np.unique(labels[indices])]
@@ -137,7 +137,12 @@ def few_shot(indices: np.ndarray, labels: Sequence[int], samples_per_class: int 
 
 
 class TransferDataModule(L.LightningDataModule):
-    """Base DataModule: subclasses fill ``class_names`` in ``__init__`` and the three datasets in ``setup``.
+    """Base DataModule: subclasses fill ``class_names`` in ``__init__`` and the three datasets in ``make_splits``.
+
+    ``setup`` builds the splits once (``make_splits``); with ``cache_features``, ``setup("fit")`` then runs the
+    frozen ``feature_extractor`` once over the un-augmented training images and the validation images and replaces
+    ``train_set``/``val_set`` with the stored features (``transferlab.data.feature_cache``); ``test_set`` stays
+    images. Values are checked at startup (``contracts.checks.RULES``), not again here.
 
     Args:
         data_config: the backbone's preprocessing (mean, std, input size, interpolation).
@@ -152,18 +157,27 @@ class TransferDataModule(L.LightningDataModule):
             ``derived_tasks()`` for multi-task ``(image, {task: label})`` batches (see ``transferlab.data.tasks``).
         on_device: keep in-memory uint8 images on the accelerator and augment there in batches
             (``transferlab.data.on_device``); the other loader options then do not apply.
+        cache_features: train on features of ``feature_extractor`` computed once in ``setup("fit")`` (no
+            augmentation); for a frozen backbone only (``strategy=linear_probe``).
+        cache_dir: folder that keeps those features across runs, keyed by a content hash; ``None``: memory only.
+        feature_extractor: the frozen network (the backbone) whose features are cached.
     """
 
     def __init__(self, data_config: DataConfig | None = None, image_size: int | None = None, batch_size: int = 64,
                  num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False,
                  split_seed: int = 0, seed: int | None = 0, tasks: Sequence[str | Mapping] | None = None,
-                 on_device: bool = False):
+                 on_device: bool = False, cache_features: bool = False, cache_dir: str | None = None,
+                 feature_extractor: torch.nn.Module | None = None):
         super().__init__()
         self.task_entries = task_entries(tasks)
-        if batch_size is None or int(batch_size) < 1:
-            raise TransferlabError(f"data.batch_size={batch_size} must be >= 1")
-        if image_size is not None and int(image_size) < 8:
-            raise TransferlabError(f"data.image_size={image_size} must be >= 8 pixels")
+        if cache_features and feature_extractor is None:
+            raise TransferlabError("data.cache_features=true needs the backbone as feature_extractor "
+                                   "(python -m transferlab.run passes it with strategy=linear_probe)")
+        if cache_features and on_device:
+            raise TransferlabError("data.cache_features=true and data.on_device=true exclude each other: cached "
+                                   "features are no images to augment on the device; set one of them to false")
+        self.cache_features, self.cache_dir = bool(cache_features), cache_dir
+        self.feature_extractor = feature_extractor if cache_features else None
         self.data_config = data_config or DataConfig()
         self.image_size = image_size or self.data_config.input_size
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
@@ -176,6 +190,27 @@ class TransferDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        """The splits, built once; for ``fit`` with ``cache_features``, train/val become cached features."""
+        if self.train_set is None:
+            self.make_splits(stage)
+        if stage == "fit" and self.cache_features and not isinstance(self.train_set, TensorDataset):
+            self.use_cached_features()
+
+    def make_splits(self, stage: str | None = None) -> None:
+        """Fill ``train_set``, ``val_set`` and ``test_set`` (called once, by ``setup``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_splits")
+
+    def use_cached_features(self) -> None:
+        """Replace ``train_set``/``val_set`` with ``feature_extractor``'s features of their images (train without
+        augmentation), computed on the trainer's device (CPU without one) or read from ``cache_dir``."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.feature_extractor.to(device)
+        splits = {"train": unaugmented(self.train_set, self.val_set), "val": self.val_set}
+        cached = cached_features(self.feature_extractor, splits, self.image_size, self.cache_dir,
+                                 batch_size=max(self.batch_size, 256), device=device)
+        self.train_set, self.val_set = cached["train"], cached["val"]
 
     def derived_tasks(self) -> dict[str, tuple[Sequence[str], Callable[[np.ndarray], np.ndarray]]]:
         """Tasks computed from the class label: ``{name: (class names, label -> task label)}``. Subclasses add."""

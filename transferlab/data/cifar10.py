@@ -13,9 +13,10 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms import InterpolationMode, v2
 
-from transferlab.backbones.backbone import DataConfig
+from transferlab.contracts.data_config import DataConfig
+from transferlab.contracts.errors import TransferlabError, one_line
 from transferlab.data.base import TensorImageDataset, TransferDataModule, few_shot, stratified_split
-from transferlab.errors import TransferlabError
+from transferlab.data.transforms import normalization
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -32,10 +33,6 @@ def _socket_timeout(seconds: float):
         yield
     finally:
         socket.setdefaulttimeout(previous)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _failing_files(folder: Path) -> tuple[list[str], list[str]]:
@@ -57,7 +54,7 @@ def open_cifar10(root: str | os.PathLike, train: bool, download: bool) -> CIFAR1
     except (OSError, RuntimeError, ValueError) as error:
         missing, corrupt = _failing_files(folder)
         if not missing and not corrupt:
-            raise TransferlabError(f"cannot load CIFAR-10 from {folder}: {_one_line(error)}") from error
+            raise TransferlabError(f"cannot load CIFAR-10 from {folder}: {one_line(error)}") from error
         if len(missing) == len(CIFAR10.train_list + CIFAR10.test_list) + 1:
             problem = f"CIFAR-10 was not found in {folder}"
         else:
@@ -65,7 +62,7 @@ def open_cifar10(root: str | os.PathLike, train: bool, download: bool) -> CIFAR1
                     ([f"failing their MD5 check: {', '.join(corrupt)}"] if corrupt else [])
             problem = f"CIFAR-10 in {folder} is incomplete or corrupted ({'; '.join(parts)})"
         if download:
-            problem += f" and downloading it failed ({_one_line(error)})"
+            problem += f" and downloading it failed ({one_line(error)})"
         fix = "connect to the internet and set data.download=true" if not download else "connect to the internet"
         raise TransferlabError(f"{problem}; {fix}, or copy the extracted python version of CIFAR-10 "
                                f"(the files in cifar-10-python.tar.gz from {CIFAR10_URL}) into {folder}") from error
@@ -76,15 +73,11 @@ def as_uint8_nchw(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def _normalize(data_config: DataConfig) -> list:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(data_config.mean), std=list(data_config.std))]
-
-
 def cifar_eval_transform(data_config: DataConfig, size: int) -> v2.Compose:
     """Resize the 32 px uint8 tensor to ``size`` (no-op at 32), then normalise."""
     resize = [] if size == NATIVE_SIZE else [
         v2.Resize(size, interpolation=InterpolationMode(data_config.interpolation), antialias=True)]
-    return v2.Compose([v2.ToImage(), *resize, *_normalize(data_config)])
+    return v2.Compose([v2.ToImage(), *resize, *normalization(data_config)])
 
 
 def cifar_train_transform(data_config: DataConfig, size: int, crop_scale=None, hflip: bool = True) -> v2.Compose:
@@ -98,7 +91,7 @@ def cifar_train_transform(data_config: DataConfig, size: int, crop_scale=None, h
         ops = [v2.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=interpolation, antialias=True)]
     if hflip:
         ops.append(v2.RandomHorizontalFlip())
-    return v2.Compose([v2.ToImage(), *ops, *_normalize(data_config)])
+    return v2.Compose([v2.ToImage(), *ops, *normalization(data_config)])
 
 
 class CIFAR10DataModule(TransferDataModule):
@@ -140,9 +133,7 @@ class CIFAR10DataModule(TransferDataModule):
         if self.download:
             open_cifar10(self.root, train=False, download=True)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_splits(self, stage: str | None = None) -> None:
         official_train = open_cifar10(self.root, train=True, download=self.download)
         official_test = open_cifar10(self.root, train=False, download=False)
         self.class_names = list(official_train.classes)

@@ -8,12 +8,14 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torchvision.transforms import v2
 
-from transferlab.backbones.backbone import DataConfig
+from transferlab.contracts.data_config import DataConfig
 from transferlab.data.base import TensorImageDataset, TransferDataModule, few_shot, stratified_split
+from transferlab.data.transforms import normalization
 
 
 def load_digit_images(size: int) -> tuple[torch.Tensor, np.ndarray]:
-    """All digits as uint8 RGB tensors ``(1797, 3, size, size)`` (bicubic upsampling of the 8x8 originals) and labels."""
+    """All digits as uint8 RGB tensors ``(1797, 3, size, size)`` (bicubic upsampling of the 8x8 originals), and their
+    labels."""
     digits = load_digits()
     images = torch.from_numpy(digits.images).float().div(16.0).unsqueeze(1)
     images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
@@ -39,11 +41,9 @@ def domain_splits(images: torch.Tensor, labels: np.ndarray, val_fraction: float,
 
 def tensor_transforms(data_config: DataConfig, size: int, crop_scale) -> tuple[v2.Compose, v2.Compose]:
     """(train, eval) transforms of uint8 image tensors: a mild random-resized crop (no flips), then normalisation."""
-    normalize = [v2.ToDtype(torch.float32, scale=True),
-                 v2.Normalize(mean=list(data_config.mean), std=list(data_config.std))]
     augment = v2.Compose([v2.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=(0.9, 1.1), antialias=True),
-                          *normalize])
-    return augment, v2.Compose(normalize)
+                          *normalization(data_config)])
+    return augment, v2.Compose(normalization(data_config))
 
 
 class DigitsDataModule(TransferDataModule):
@@ -71,9 +71,7 @@ class DigitsDataModule(TransferDataModule):
         return {"digit": (self.class_names, lambda y: y), "parity": (["even", "odd"], lambda y: y % 2),
                 "ge5": (["below 5", "5 or more"], lambda y: (y >= 5).astype(np.int64))}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_splits(self, stage: str | None = None) -> None:
         images, labels = load_digit_images(self.image_size)
         train, val, test = digit_splits(labels, self.val_fraction, self.test_fraction, self.split_seed)
         train = few_shot(train, labels, self.samples_per_class, self.split_seed)

@@ -23,10 +23,10 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.base import stratified_split
 from transferlab.data.digits import domain_splits, load_digit_images, tensor_transforms
 from transferlab.data.domain_pair import DomainDataModule
-from transferlab.errors import TransferlabError
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "colorwheel")
 
@@ -88,9 +88,7 @@ class DigitsBlendDataModule(DomainDataModule):
             raise TransferlabError("data.photos is empty; name at least one skimage.data photograph")
         self.class_names = [str(d) for d in range(10)]
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_splits(self, stage: str | None = None) -> None:
         images, labels = load_digit_images(self.image_size)
         source, target = stratified_split(labels, self.target_share, self.split_seed)  # disjoint digit images
         self.source_indices, self.target_indices = source, target  # into sklearn's 1,797 digits

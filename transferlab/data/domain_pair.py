@@ -22,10 +22,10 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.base import TransferDataModule
 from transferlab.data.imagefolder import ImageFolderDataModule, find_image_files, list_class_folders, load_rgb
 from transferlab.data.transforms import eval_transform, train_transform
-from transferlab.errors import TransferlabError
 
 
 class DomainDataModule(TransferDataModule):
@@ -38,6 +38,9 @@ class DomainDataModule(TransferDataModule):
     has_target_domain = True
 
     def __init__(self, validator_samples: int = 1000, **kwargs):
+        if kwargs.get("cache_features"):
+            raise TransferlabError("data.cache_features=true is for one-domain data: two-domain data is for "
+                                   "strategies that train the backbone")
         super().__init__(**kwargs)
         if int(validator_samples) < 2:
             raise TransferlabError(f"data.validator_samples={validator_samples} must be >= 2")
@@ -153,9 +156,7 @@ class DomainPairDataModule(DomainDataModule):
                                        f"class subfolders; put the target images in it")
         self.val_fraction, self.crop_scale, self.hflip = float(val_fraction), tuple(crop_scale), bool(hflip)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_splits(self, stage: str | None = None) -> None:
         self.source.setup(stage)
         self.train_set, self.val_set, self.test_set = self.source.train_set, self.source.val_set, self.source.test_set
         evaluation = eval_transform(self.data_config, self.image_size)

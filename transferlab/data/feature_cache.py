@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
+from transferlab.extract import extract
 
 
 def _hash_tensors(digest, tensors) -> None:
@@ -36,7 +37,7 @@ def dataset_fingerprint(dataset: Dataset, digest) -> None:
         _hash_tensors(digest, [torch.as_tensor(dataset.images), torch.as_tensor(dataset.labels)])
     else:
         raise TransferlabError(f"cannot fingerprint a {type(dataset).__name__} for the feature cache; "
-                               "use strategy.cache_features=false")
+                               "use data.cache_features=false")
 
 
 def cache_key(backbone: torch.nn.Module, datasets: dict[str, Dataset], image_size: int) -> str:
@@ -53,7 +54,7 @@ def cache_key(backbone: torch.nn.Module, datasets: dict[str, Dataset], image_siz
 def unaugmented(train_set: Dataset, eval_set: Dataset) -> Dataset:
     """A shallow copy of ``train_set`` that applies ``eval_set``'s (deterministic) transform."""
     if not hasattr(train_set, "transform") or not hasattr(eval_set, "transform"):
-        raise TransferlabError(f"{type(train_set).__name__} has no 'transform'; use strategy.cache_features=false")
+        raise TransferlabError(f"{type(train_set).__name__} has no 'transform'; use data.cache_features=false")
     plain = copy.copy(train_set)
     plain.transform = eval_set.transform
     if hasattr(plain, "transforms"):  # torchvision VisionDataset applies ``transforms``
@@ -61,18 +62,13 @@ def unaugmented(train_set: Dataset, eval_set: Dataset) -> Dataset:
     return plain
 
 
-@torch.no_grad()
 def extract_features(backbone: torch.nn.Module, dataset: Dataset, batch_size: int = 256,
                      device: torch.device | str = "cpu", num_workers: int = 0) -> TensorDataset:
     """``TensorDataset(features, labels)`` of every item of ``dataset``, in order, with ``backbone`` in eval mode."""
-    was_training = backbone.training
-    backbone.eval()
-    features, labels = [], []
-    for images, target in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-        features.append(backbone(images.to(device, non_blocking=True)).float().cpu())
-        labels.append(torch.as_tensor(target))
-    backbone.train(was_training)
-    return TensorDataset(torch.cat(features), torch.cat(labels))
+    out = extract(lambda images: backbone(images).float(), DataLoader(dataset, batch_size=batch_size,
+                                                                       num_workers=num_workers),
+                  device=device, module=backbone)
+    return TensorDataset(out["features"], out["labels"])
 
 
 def cached_features(backbone: torch.nn.Module, datasets: dict[str, Dataset], image_size: int,

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from transferlab.contracts.errors import TransferlabError
 from transferlab.data.digits import domain_splits, load_digit_images, tensor_transforms
 from transferlab.data.domain_pair import DomainDataModule
-from transferlab.errors import TransferlabError
 
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 DIGITS = "0123456789"
@@ -160,9 +160,7 @@ class FontDigitsDataModule(DomainDataModule):
         self.source_size, self.fonts = int(source_size), resolve_fonts(fonts)
         self.class_names = [str(d) for d in range(10)]
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_splits(self, stage: str | None = None) -> None:
         augment, plain = tensor_transforms(self.data_config, self.image_size, self.crop_scale)
         source = render_font_digits(self.source_size, self.image_size, self.split_seed, self.fonts)
         split = (self.val_fraction, self.test_fraction, self.split_seed, augment, plain)

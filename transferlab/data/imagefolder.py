@@ -17,11 +17,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.vision import StandardTransform
 
 from transferlab.atomic import write_text
+from transferlab.contracts.errors import TransferlabError, one_line
 from transferlab.data.base import TransferDataModule, few_shot, stratified_split
 from transferlab.data.labels_csv import ImageFiles, LabelsTable
 from transferlab.data.tasks import TaskLabels
 from transferlab.data.transforms import eval_transform, train_transform
-from transferlab.errors import TransferlabError
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ ALPHA_BACKGROUND = (255, 255, 255)
 IGNORED_FOLDERS = frozenset({"__MACOSX"})
 ON_CORRUPT = ("error", "skip")
 _SHOWN = 3  # bad files named in one error line
-
-
-def _one_line(error: BaseException | str) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
@@ -84,7 +80,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise TransferlabError(f"cannot read image {path}: {_one_line(error)}; delete or replace it, "
+        raise TransferlabError(f"cannot read image {path}: {one_line(error)}; delete or replace it, "
                                f"or set data.on_corrupt=skip") from error
 
 
@@ -101,9 +97,9 @@ def image_problem(path: str) -> str | None:
                 image.draft(None, (1, 1))  # decode at 1/8 scale: still reads the whole stream, so catches truncation
             image.load()
     except Image.DecompressionBombError as error:
-        return f"decompression bomb: {_one_line(error)}"
+        return f"decompression bomb: {one_line(error)}"
     except Exception as error:  # noqa: BLE001 - Pillow raises many types (OSError, SyntaxError, struct.error, ...)
-        return _one_line(error)
+        return one_line(error)
     return None
 
 
@@ -123,7 +119,7 @@ def list_class_folders(directory: Path) -> list[str]:
             return sorted(e.name for e in entries
                           if e.is_dir() and not e.name.startswith(".") and e.name not in IGNORED_FOLDERS)
     except OSError as error:
-        raise TransferlabError(f"cannot list folder {directory}: {_one_line(error)}") from error
+        raise TransferlabError(f"cannot list folder {directory}: {one_line(error)}") from error
 
 
 def find_image_files(directory: str, extensions: Sequence[str], ancestors: Sequence[str] = ()) -> list[str]:
@@ -140,7 +136,7 @@ def find_image_files(directory: str, extensions: Sequence[str], ancestors: Seque
             with os.scandir(current) as entries:
                 entries = sorted(entries, key=lambda e: e.name)
         except OSError as error:
-            raise TransferlabError(f"cannot list folder {current}: {_one_line(error)}") from error
+            raise TransferlabError(f"cannot list folder {current}: {one_line(error)}") from error
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -287,7 +283,7 @@ class ImageFolderDataModule(TransferDataModule):
         except ValueError as error:
             raise TransferlabError(
                 f"cannot hold out {fraction:.0%} of the {len(pool)} images in {self.split_dirs['train']} as a "
-                f"stratified {split} split ({_one_line(error)}); add images, change data.{split}_fraction, "
+                f"stratified {split} split ({one_line(error)}); add images, change data.{split}_fraction, "
                 f"or provide a {split}/ folder") from error
         return pool[kept], pool[held]
 
@@ -330,9 +326,7 @@ class ImageFolderDataModule(TransferDataModule):
             images = ImageFiles([table.paths[r] for r in rows], load_rgb, training if split == "train" else evaluation)
             setattr(self, f"{split}_set", TaskLabels(images, {name: v[rows] for name, v in table.labels.items()}))
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def make_splits(self, stage: str | None = None) -> None:
         if self.labels_table is not None:
             return self._setup_from_labels()
         if "val" not in self.split_dirs and "test" not in self.split_dirs \

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from transferlab.data.tasks import task_info
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
+from transferlab.contracts.tasks import task_info
 
 SPLITS = ("train", "val", "test")
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
 
 DETERMINISTIC = (v2.Resize, v2.CenterCrop, v2.ToDtype, v2.Normalize)
 
@@ -35,8 +35,8 @@ def random_crop(op: v2.RandomCrop, x: torch.Tensor, g: torch.Generator) -> torch
     oy = torch.randint(x.shape[-2] - h + 1, (n, 1), generator=g).to(x.device)
     ox = torch.randint(x.shape[-1] - w + 1, (n, 1), generator=g).to(x.device)
     rows, cols = oy + torch.arange(h, device=x.device), ox + torch.arange(w, device=x.device)
-    return x[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
-             rows[:, None, :, None], cols[:, None, None, :]]
+    batch, channel = torch.arange(n, device=x.device), torch.arange(c, device=x.device)
+    return x[batch[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def resized_crop_boxes(op: v2.RandomResizedCrop, n: int, height: int, width: int, g: torch.Generator,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
 
 
 def build_head(in_features: int, num_classes: int, hidden: Sequence[int] = (), dropout: float = 0.0) -> nn.Sequential:
@@ -25,8 +25,6 @@ def build_head(in_features: int, num_classes: int, hidden: Sequence[int] = (), d
     """
     if num_classes < 1:
         raise TransferlabError(f"num_classes={num_classes} must be >= 1")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise TransferlabError(f"head dropout={dropout} must be in [0, 1)")
     layers, width = [], in_features
     for size in hidden or ():
         layers += [nn.Linear(width, int(size)), nn.ReLU(inplace=True), nn.Dropout(dropout)]

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from transferlab.errors import TransferlabError
+from transferlab.contracts.errors import TransferlabError
 from transferlab.heads.classifier import build_head
 
 

@@ -1,58 +1,56 @@
-"""The shared LightningModule: backbone + classifier head, loss, metrics, optimizer groups, checkpoint extras."""
+"""The shared LightningModule: a backbone and a head composed by the strategy; loss, metrics, optimizer groups,
+checkpoint extras."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from transferlab.backbones import Backbone
-from transferlab.errors import TransferlabError
-from transferlab.heads import build_head
-from transferlab.optim import check_positive, make_groups, stage_lrs
+from transferlab.contracts.errors import TransferlabError
+from transferlab.optim import make_groups, stage_lrs
 from transferlab.rng import seed_torch
 
 
 class TransferModule(L.LightningModule):
-    """A pretrained backbone with a new head, trained with cross-entropy.
+    """A backbone and the head a strategy built for it, trained with cross-entropy.
 
-    Subclasses decide which stages train (``frozen_depth``) and may add losses; the loop, metrics and
-    parameter groups live here once.
+    The network is composed once, by the strategy: it builds its head (linear, MLP, bottleneck + classifier, a grid
+    or one head per task) and passes it here with the backbone. Subclasses decide which stages train
+    (``frozen_depth``) and may add losses; the loop, metrics and parameter groups live here once. Config values
+    are checked once, at startup (``transferlab.contracts.checks``), not again here.
 
     Args:
         backbone: the feature extractor.
-        num_classes: classes of the target task (taken from the DataModule by ``transferlab.run``).
+        head: the module on top of the backbone's features.
+        num_classes: classes of the task, for the accuracy metrics; None when the head defines its own tasks.
         optimizer: partial optimizer (e.g. ``functools.partial(torch.optim.AdamW, lr=1e-3)``), called with groups.
         scheduler: partial of a ``transferlab.optim`` schedule builder, or None.
-        head_hidden: widths of MLP hidden layers; empty for a linear head.
-        head_dropout: dropout in the head.
         label_smoothing: cross-entropy label smoothing.
         backbone_lr_mult: backbone lr = ``lr * backbone_lr_mult``.
         layer_decay: each stage below the top gets this factor once more (1.0 = off).
     """
 
-    def __init__(self, backbone: Backbone, num_classes: int, optimizer: Callable, scheduler: Callable | None = None,
-                 head_hidden: Sequence[int] = (), head_dropout: float = 0.0, label_smoothing: float = 0.0,
-                 backbone_lr_mult: float = 1.0, layer_decay: float = 1.0):
+    def __init__(self, backbone: Backbone, head: nn.Module, num_classes: int | None, optimizer: Callable | None,
+                 scheduler: Callable | None = None, label_smoothing: float = 0.0, backbone_lr_mult: float = 1.0,
+                 layer_decay: float = 1.0):
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
-        self.backbone = backbone
-        self.head = build_head(backbone.num_features, num_classes, list(head_hidden or ()), head_dropout)
+        self.save_hyperparameters(ignore=["backbone", "head", "optimizer", "scheduler"])
+        self.backbone, self.head = backbone, head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.num_classes = num_classes
         self.class_names: list[str] | None = None
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise TransferlabError(f"label_smoothing={label_smoothing} must be in [0, 1)")
-        check_positive("backbone_lr_mult", backbone_lr_mult, allow_zero=True)
-        check_positive("layer_decay", layer_decay)
-        self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro")
-                                                       for _ in range(3))
+        if num_classes is not None:
+            self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro")
+                                                           for _ in range(3))
         self.val_acc_best = MaxMetric()
 
     # --- which stages train -------------------------------------------------------------------------------------
@@ -62,7 +60,7 @@ class TransferModule(L.LightningModule):
 
     def apply_freezing(self) -> None:
         """Set ``requires_grad`` from ``frozen_depth()`` and keep frozen modules in eval mode."""
-        self.backbone.freeze(self.frozen_depth())
+        self.backbone.freeze(self.frozen_depth(), key="strategy.freeze_depth")
         if self.training:  # modes follow the depth exactly: unfrozen stages train again
             self.backbone.train()
             self.backbone.frozen_to_eval()
@@ -75,7 +73,7 @@ class TransferModule(L.LightningModule):
         return self
 
     # --- forward and loss ---------------------------------------------------------------------------------------
-    channels_last: bool = False  # set by transferlab.run when trainer.channels_last=true
+    channels_last: bool = False  # set by transferlab.experiment.build when channels_last=true
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features ``(N, num_features)`` of a batch of images."""
@@ -157,24 +155,27 @@ class TransferModule(L.LightningModule):
 
     def configure_optimizers(self):
         defaults = getattr(self.optimizer_factory, "keywords", {})
-        lr = check_positive("optimizer.lr", defaults.get("lr", 1e-3))
-        weight_decay = check_positive("optimizer.weight_decay", defaults.get("weight_decay", 0.0), allow_zero=True)
+        lr, weight_decay = float(defaults.get("lr", 1e-3)), float(defaults.get("weight_decay", 0.0))
         optimizer = self.optimizer_factory(self.parameter_groups(lr, weight_decay))
         if self.scheduler_factory is None:
             return optimizer
-        total = self.trainer.estimated_stepping_batches
-        return {"optimizer": optimizer,
-                "lr_scheduler": self.scheduler_factory(optimizer, total_steps=total, max_epochs=self.trainer.max_epochs)}
+        schedule = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches,
+                                          max_epochs=self.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     # --- checkpoints --------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         self.apply_freezing()
         datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            self.class_names = self.data_class_names(datamodule) or self.class_names
+
+    def data_class_names(self, datamodule) -> list[str] | None:
+        """The class names ``datamodule`` gives this module's head, after checking they fit it."""
         names = getattr(datamodule, "class_names", None)
-        if names:
-            if len(names) != self.num_classes:
-                raise TransferlabError(f"the model has {self.num_classes} classes but the data has {len(names)}")
-            self.class_names = list(names)
+        if names and len(names) != self.num_classes:
+            raise TransferlabError(f"the model has {self.num_classes} classes but the data has {len(names)}")
+        return list(names) if names else None
 
     _resumed_val_acc_best: float | None = None  # from on_load_checkpoint, applied in on_train_start
 

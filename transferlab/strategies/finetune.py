@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from transferlab.errors import TransferlabError
+from torch import nn
+
+from transferlab.backbones import Backbone
+from transferlab.heads import build_head
 from transferlab.strategies.base import TransferModule
-from transferlab.validation import check_freeze_depth
 
 
 class Finetune(TransferModule):
@@ -17,24 +19,30 @@ class Finetune(TransferModule):
     parameter is in the optimizer from the start, so a resumed run continues exactly where it stopped.
 
     Args:
+        backbone, num_classes, optimizer, scheduler: see ``TransferModule``.
         freeze_depth: stages frozen at the start, stem first (0 = train everything).
         unfreeze_epochs: epochs at which to unfreeze more stages, e.g. ``[2, 4]``.
         unfreeze_step: stages released at each of those epochs.
-        **kwargs: see ``TransferModule`` (lrs, head, label smoothing).
+        head_hidden: widths of MLP hidden layers; empty for a linear head.
+        head_dropout: dropout in the head.
+        head: a head built by a subclass (bottleneck + classifier, one head per task); None builds
+            ``build_head(num_features, num_classes, head_hidden, head_dropout)``.
+        **kwargs: see ``TransferModule`` (label smoothing, ``backbone_lr_mult``, ``layer_decay``).
 
     Example:
         ``python -m transferlab.run strategy=finetune strategy.freeze_depth=4 strategy.unfreeze_epochs=[1,2]``
     """
 
-    def __init__(self, *args, freeze_depth: int = 0, unfreeze_epochs: Sequence[int] = (), unfreeze_step: int = 1,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        check_freeze_depth(freeze_depth, self.backbone)
-        if int(unfreeze_step) < 1:
-            raise TransferlabError(f"strategy.unfreeze_step={unfreeze_step} must be >= 1")
+    def __init__(self, backbone: Backbone, num_classes: int | None, optimizer: Callable | None,
+                 scheduler: Callable | None = None, freeze_depth: int = 0, unfreeze_epochs: Sequence[int] = (),
+                 unfreeze_step: int = 1, head_hidden: Sequence[int] = (), head_dropout: float = 0.0,
+                 head: nn.Module | None = None, **kwargs):
+        if head is None:
+            head = build_head(backbone.num_features, num_classes, list(head_hidden or ()), head_dropout)
+        super().__init__(backbone, head, num_classes, optimizer, scheduler, **kwargs)
         self.freeze_depth, self.unfreeze_step = int(freeze_depth), int(unfreeze_step)
         self.unfreeze_epochs = sorted(int(e) for e in unfreeze_epochs or ())
-        self.apply_freezing()
+        self.apply_freezing()  # Backbone.freeze checks the depth
 
     def frozen_depth(self) -> int:
         epoch = self.trainer.current_epoch if self._trainer is not None else 0

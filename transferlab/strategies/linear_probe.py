@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from transferlab.data.feature_cache import cached_features, unaugmented
+from transferlab.backbones import Backbone
+from transferlab.heads import build_head
 from transferlab.heads.grid import HeadGrid, grid_settings
 from transferlab.optim import make_groups
 from transferlab.strategies.base import TransferModule
@@ -17,17 +18,18 @@ from transferlab.strategies.base import TransferModule
 class LinearProbe(TransferModule):
     """Train only the head; the backbone's weights and BatchNorm statistics never change.
 
-    With ``cache_features`` the backbone runs once over the un-augmented train and validation images and the head
-    trains on the stored features (kept in memory, and in ``cache_dir`` when given, keyed by a hash of the backbone
-    weights, the images and the transform). Testing always runs the whole network on the test images.
+    Inputs may be images or, when the data caches backbone features (``data.cache_features=true``: the backbone
+    runs once over the un-augmented train and validation images), batches of features ``(N, D)``, which go
+    straight to the head. Testing always runs the whole network on the test images.
 
     With ``head_grid`` (lists of ``lr`` and/or ``weight_decay``) one head per combination trains in the same pass,
     each in its own parameter group; every validation picks the head with the best accuracy, whose numbers are
     logged as ``val/acc`` (each head's as ``probe/head<k>/val_acc``) and which the checkpoint and test use.
 
     Args:
-        cache_features: train the head(s) on cached backbone features (no augmentation).
-        cache_dir: folder for cached features; ``None`` keeps them in memory only.
+        backbone, num_classes, optimizer, scheduler: see ``TransferModule``.
+        head_hidden: widths of MLP hidden layers; empty for a linear head.
+        head_dropout: dropout in the head.
         head_grid: e.g. ``{lr: [1e-3, 1e-2], weight_decay: [0, 1e-4]}``; ``None`` for one head.
         **kwargs: see ``TransferModule``.
 
@@ -35,18 +37,23 @@ class LinearProbe(TransferModule):
         Seed 001's CT classifier, a 2048->512->ReLU->Dropout(0.5)->2 MLP on frozen ResNet-50 features:
         ``python -m transferlab.run experiment=ct_feature_extractor data.root=/path/to/ct``
         A grid of 45 heads on cached features in one run:
-        ``python -m transferlab.run strategy=linear_probe strategy.cache_features=true
+        ``python -m transferlab.run strategy=linear_probe data.cache_features=true
         'strategy.head_grid={lr:[1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,0.1,0.3,1.0],weight_decay:[0,1e-5,1e-4,1e-3,1e-2]}'``
     """
 
-    def __init__(self, *args, cache_features: bool = False, cache_dir: str | None = None,
+    frozen_backbone = True  # the data may serve cached backbone features instead of images
+
+    def __init__(self, backbone: Backbone, num_classes: int, optimizer: Callable | None,
+                 scheduler: Callable | None = None, head_hidden: Sequence[int] = (), head_dropout: float = 0.0,
                  head_grid: Mapping[str, Sequence[float]] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+        hidden = list(head_hidden or ())
         if head_grid:
-            self.head = HeadGrid(grid_settings(head_grid), self.backbone.num_features, self.num_classes,
-                                 list(self.hparams.head_hidden or ()), self.hparams.head_dropout)
-            self.grid_val_acc = nn.ModuleList(MulticlassAccuracy(self.num_classes, average="micro")
-                                              for _ in self.head.heads)
+            head = HeadGrid(grid_settings(head_grid), backbone.num_features, num_classes, hidden, head_dropout)
+        else:
+            head = build_head(backbone.num_features, num_classes, hidden, head_dropout)
+        super().__init__(backbone, head, num_classes, optimizer, scheduler, **kwargs)
+        if head_grid:
+            self.grid_val_acc = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in head.heads)
         self.apply_freezing()
 
     def frozen_depth(self) -> int:
@@ -59,17 +66,6 @@ class LinearProbe(TransferModule):
     @property
     def grid(self) -> HeadGrid | None:
         return self.head if isinstance(self.head, HeadGrid) else None
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if stage != "fit" or not self.hparams.cache_features or datamodule is None:
-            return
-        self.backbone.to(self.trainer.strategy.root_device)
-        splits = {"train": unaugmented(datamodule.train_set, datamodule.val_set), "val": datamodule.val_set}
-        cached = cached_features(self.backbone, splits, datamodule.image_size, self.hparams.cache_dir,
-                                 batch_size=max(datamodule.batch_size, 256), device=self.trainer.strategy.root_device)
-        datamodule.train_set, datamodule.val_set = cached["train"], cached["val"]
 
     # --- a grid of heads ----------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -101,7 +97,6 @@ class LinearProbe(TransferModule):
                 self.log(f"probe/head{k}/val_acc", acc)
                 metric.reset()
             self.grid.selected.fill_(int(accs.argmax()))
-            self.val_acc = MulticlassAccuracy(self.num_classes, average="micro").to(self.device)
             self.log("val/acc", accs.max(), prog_bar=True)
             self.log("probe/selected_head", self.grid.selected.float())
             self.val_acc_best(accs.max())

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from transferlab.data.tasks import missing
-from transferlab.errors import TransferlabError
+from transferlab.backbones import Backbone
+from transferlab.contracts.errors import TransferlabError
+from transferlab.contracts.tasks import missing
 from transferlab.heads import build_head
 from transferlab.strategies.finetune import Finetune
 from transferlab.strategies.task_specs import TaskLoss, resolve_tasks, task_metrics
 
-WEIGHTINGS = ("fixed", "uncertainty")
 STAGES = ("train", "val", "test")
 
 
@@ -35,7 +35,7 @@ class Multitask(Finetune):
         tasks: task specs, e.g. ``[{name: digit}, {name: parity, weight: 0.5}]``; see ``resolve_tasks``.
         weighting: ``"fixed"`` or ``"uncertainty"``.
         data_tasks: the DataModule's ``tasks`` (passed by ``transferlab.run``); fills null ``num_classes``.
-        num_classes: ignored (the tasks define their own); accepted because ``transferlab.run`` passes it.
+        num_classes: unused: each task has its own (kept so every strategy takes the same arguments).
         **kwargs: see ``Finetune`` and ``TransferModule``; ``head_hidden``, ``head_dropout`` and
             ``label_smoothing`` are defaults for tasks that do not set their own.
 
@@ -43,33 +43,26 @@ class Multitask(Finetune):
         ``python -m transferlab.run strategy=multitask strategy.weighting=uncertainty``  (digit, parity, >= 5)
     """
 
-    def __init__(self, backbone, num_classes: int | None = None, optimizer=None, scheduler=None,
-                 tasks: Sequence[Mapping] = (), weighting: str = "fixed",
+    def __init__(self, backbone: Backbone, num_classes: int | None = None, optimizer: Callable | None = None,
+                 scheduler: Callable | None = None, tasks: Sequence[Mapping] = (), weighting: str = "fixed",
                  data_tasks: Mapping[str, Mapping] | None = None, head_hidden: Sequence[int] = (),
                  head_dropout: float = 0.0, label_smoothing: float = 0.0, **kwargs):
-        if weighting not in WEIGHTINGS:
-            raise TransferlabError(f"strategy.weighting={weighting!r} must be one of {', '.join(WEIGHTINGS)}")
         specs = resolve_tasks(tasks, data_tasks, head_hidden, head_dropout, label_smoothing)
-        first = specs[0]  # built by TransferModule exactly as Finetune builds its head: same init, same RNG draws
-        super().__init__(backbone, first["num_classes"], optimizer, scheduler, head_hidden=first["head_hidden"],
-                         head_dropout=first["head_dropout"], label_smoothing=first["label_smoothing"], **kwargs)
-        self.hparams.update(tasks=specs, weighting=weighting, data_tasks=None, num_classes=None,
-                            head_hidden=list(head_hidden or ()), head_dropout=head_dropout,
-                            label_smoothing=label_smoothing)
+        heads = nn.ModuleDict({s["name"]: build_head(backbone.num_features, s["num_classes"], s["head_hidden"],
+                                                     s["head_dropout"]) for s in specs})
+        super().__init__(backbone, None, optimizer, scheduler, head_hidden=head_hidden, head_dropout=head_dropout,
+                         head=heads, label_smoothing=label_smoothing, **kwargs)
+        self.hparams.update(tasks=specs, data_tasks=None, num_classes=None)
         self.specs = {spec["name"]: spec for spec in specs}
-        heads = {first["name"]: self.head}
-        heads.update({s["name"]: build_head(backbone.num_features, s["num_classes"], s["head_hidden"],
-                                            s["head_dropout"]) for s in specs[1:]})
-        self.head = nn.ModuleDict(heads)
+        self.resolved_with_data = data_tasks is not None
         self.losses = nn.ModuleDict({name: TaskLoss(spec) for name, spec in self.specs.items()})
-        del self.train_acc, self.val_acc, self.test_acc  # replaced by per-task metrics
         for stage in STAGES:
             setattr(self, f"{stage}_metrics", nn.ModuleDict(
                 {name: task_metrics(spec, f"{stage}/task/{name}/") for name, spec in self.specs.items()}))
         self.log_vars = nn.Parameter(torch.zeros(len(specs))) if weighting == "uncertainty" else None
         self.task_class_names = {name: spec["class_names"] for name, spec in self.specs.items()}
-        if first["kind"] != "multiclass":
-            self.num_classes = None  # the confusion-matrix callback draws the first task only when it has classes
+        if specs[0]["kind"] == "multiclass":  # the confusion-matrix callback draws the first task when it has classes
+            self.num_classes = specs[0]["num_classes"]
 
     # --- forward and loss ---------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -166,21 +159,18 @@ class Multitask(Finetune):
                 for name, out in self(images).items()}
 
     # --- data and checkpoints -----------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        self.apply_freezing()
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
-            return
+    def data_class_names(self, datamodule) -> list[str] | None:
+        """Each task's class names from the data; the first task's are returned. Tasks resolved against the data
+        at construction (``data_tasks``, as ``transferlab.experiment.build`` does) are not checked again."""
         data_tasks = getattr(datamodule, "tasks", None)
         if not data_tasks:
             raise TransferlabError("strategy=multitask needs a DataModule with tasks; set data.tasks")
-        for name, spec in self.specs.items():
-            theirs = data_tasks.get(name)
-            if theirs is None or (theirs["num_classes"], theirs["kind"]) != (spec["num_classes"], spec["kind"]):
-                raise TransferlabError(f"task {name!r} of the model ({spec['num_classes']} {spec['kind']}) does not "
-                                       f"match the data's ({theirs and (theirs['num_classes'], theirs['kind'])})")
-            self.task_class_names[name] = list(theirs["class_names"])
-        self.class_names = self.task_class_names[next(iter(self.specs))]
+        if not self.resolved_with_data:  # built without the data (e.g. from Python): the same check, once, now
+            resolve_tasks([{k: s[k] for k in ("name", "num_classes", "kind")} for s in self.specs.values()],
+                          data_tasks)
+        for name in self.specs:
+            self.task_class_names[name] = list(data_tasks[name]["class_names"])
+        return self.task_class_names[next(iter(self.specs))]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -11,9 +11,9 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MultilabelAccuracy, MultilabelF1Score
 
-from transferlab.data.tasks import TASK_KINDS, missing
-from transferlab.errors import TransferlabError
-from transferlab.optim import check_positive
+from transferlab.contracts.checks import check_positive
+from transferlab.contracts.errors import TransferlabError
+from transferlab.contracts.tasks import TASK_KINDS, missing
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _RESERVED = set(dir(nn.ModuleDict()))  # a task name becomes a ModuleDict key
@@ -53,6 +53,8 @@ def _resolve_one(spec: Mapping, data: Mapping | None, defaults: Mapping) -> dict
     if weights is not None and (resolved["kind"] != "multiclass" or len(weights) != resolved["num_classes"]):
         raise TransferlabError(f"strategy.tasks[{name}].class_weights needs a multiclass task and one weight per "
                                f"class ({resolved['num_classes']}), got {list(weights)}")
+    if not 0.0 <= float(resolved["head_dropout"]) < 1.0:
+        raise TransferlabError(f"strategy.tasks[{name}].head_dropout={resolved['head_dropout']} must be in [0, 1)")
     resolved["head_hidden"] = [int(h) for h in resolved["head_hidden"] or ()]
     return resolved
 

@@ -1,74 +1,19 @@
-"""Command-line entry for transferlab's Hydra apps: user errors become one line on stderr and exit code 2.
+"""The run folder's one owner: an exclusive lock taken before anything is written, and no second run in a used folder.
 
-Hydra's own config errors (unknown group option, misspelt key, bad override syntax) and ``TransferlabError``
-alike print ``transferlab: error: <message>`` with no traceback. Anything else is a bug and keeps its traceback.
+``claim_run_dir`` is called by ``experiment.train`` (and, for the command line, by the ``FreshRunDir`` Hydra
+callback before Hydra writes its ``.hydra/`` files); ``release_run_dir`` when the run ends.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf.errors import OmegaConfBaseException
 
-from transferlab.errors import TransferlabError
-
-EXIT_USER_ERROR = 2
-
-
-_WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                 errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-                 errno.EPERM: "operation not permitted"}
-
-
-def user_error(err: BaseException | None) -> TransferlabError | None:
-    """The TransferlabError behind ``err`` (Hydra wraps errors raised inside instantiated targets), if any.
-
-    A full disk, a read-only folder or a missing permission (an ``OSError`` anywhere in the chain) is a user error
-    too: one line naming the file.
-    """
-    while err is not None:
-        if isinstance(err, TransferlabError):
-            return err
-        if isinstance(err, OSError) and err.errno in _WRITE_ERRORS:
-            return TransferlabError(f"{_WRITE_ERRORS[err.errno]}: {err.filename or 'a file'}; free space or fix the "
-                                    f"permissions, or set paths.log_dir (or hydra.run.dir) to a writable folder")
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def one_line(err: BaseException) -> str:
-    """``err``'s message on one line: Hydra's multi-line messages joined with '; '."""
-    lines = [" ".join(line.split()) for line in str(err).splitlines()]
-    return "; ".join(line for line in lines if line) or type(err).__name__
-
-
-def report(err: BaseException) -> None:
-    """Print ``err`` as the one-line user error and exit 2."""
-    print(f"transferlab: error: {one_line(err)}", file=sys.stderr)
-    sys.exit(EXIT_USER_ERROR)
-
-
-def run_app(main: Callable[[], object]) -> None:
-    """Call a ``@hydra.main`` function, turning user errors (Hydra's or ours) into one line and exit code 2."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra re-raises instead of printing its own report
-    try:
-        main()
-    except (HydraException, OmegaConfBaseException, TransferlabError) as err:
-        report(user_error(err) or err)
-    except Exception as err:
-        problem = user_error(err)
-        if problem is None:
-            raise
-        report(problem)
-
+from transferlab.contracts.errors import TransferlabError, report, user_error
 
 _LOCKS: dict[Path, int] = {}  # run folder -> open lock file descriptor, held until the process ends
 

@@ -1,4 +1,4 @@
-"""Typed checks of config values, run at startup before any model weights or data are touched.
+"""Typed checks of config values, run once at startup before any model weights or data are touched.
 
 Each rule names a config key; keys a config does not have are skipped, so strategies and data modules with other
 options (DANN, multitask) share the table and may add their own rules to ``RULES``.
@@ -11,19 +11,27 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.errors import TransferlabError
-from transferlab.optim import check_positive
+from transferlab.contracts.errors import TransferlabError
 
 _ABSENT = object()
 
 
 def number(key: str, value) -> float:
+    """``float(value)``, or a one-line error naming ``key`` when it is not a number (bools and NaN are not)."""
     try:
         result = float(value)
     except (TypeError, ValueError):
         raise TransferlabError(f"{key}={value!r} is not a number") from None
     if isinstance(value, bool) or math.isnan(result):
         raise TransferlabError(f"{key}={value!r} is not a number")
+    return result
+
+
+def check_positive(key: str, value, allow_zero: bool = False) -> float:
+    """``number(value)`` that must be > 0 (or >= 0 with ``allow_zero``)."""
+    result = number(key, value)
+    if result < 0 or (result == 0 and not allow_zero):
+        raise TransferlabError(f"{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
     return result
 
 
@@ -62,7 +70,18 @@ def _max_epochs(key: str, value) -> None:
 
 
 def positive(allow_zero: bool = False) -> Callable:
+    """A rule: a number > 0 (>= 0 with ``allow_zero``)."""
     return lambda key, value: check_positive(key, value, allow_zero=allow_zero)
+
+
+def choice(*options: str) -> Callable:
+    """A rule: one of ``options``."""
+
+    def rule(key: str, value) -> None:
+        if value not in options:
+            raise TransferlabError(f"{key}={value!r} must be one of {', '.join(options)}")
+
+    return rule
 
 
 RULES: dict[str, Callable] = {
@@ -83,6 +102,18 @@ RULES: dict[str, Callable] = {
     "strategy.label_smoothing": interval(0, 1, closed_low=True),
     "strategy.backbone_lr_mult": positive(allow_zero=True),
     "strategy.layer_decay": positive(),
+    "strategy.bottleneck_dim": integer(0),
+    "strategy.domain_weight": positive(allow_zero=True),
+    "strategy.lambda_schedule": choice("dann", "constant"),
+    "strategy.gamma": positive(),
+    "strategy.lambda_max": positive(allow_zero=True),
+    "strategy.discriminator_hidden": integer(1),
+    "strategy.discriminator_dropout": interval(0, 1, closed_low=True),
+    "strategy.snd_temperature": positive(),
+    "strategy.randomized_dim": integer(1),
+    "strategy.mcc_weight": positive(allow_zero=True),
+    "strategy.temperature": positive(),
+    "strategy.weighting": choice("fixed", "uncertainty"),
 }
 
 
@@ -94,8 +125,8 @@ def check_config(cfg: DictConfig) -> None:
             rule(key, value)
 
 
-def check_freeze_depth(depth: int, backbone, key: str = "strategy.freeze_depth") -> None:
-    """``depth`` must count stages the backbone has: 0..num_stages."""
-    if not 0 <= int(depth) <= backbone.num_stages:
-        raise TransferlabError(f"{key}={depth} is out of range: {backbone.name} has {backbone.num_stages} stages "
-                               f"(use 0..{backbone.num_stages})")
+def check_freeze_depth(depth: int, num_stages: int, network: str, key: str = "strategy.freeze_depth") -> None:
+    """``depth`` must count stages the network has: 0..num_stages (the one place this is checked)."""
+    if not 0 <= int(depth) <= num_stages:
+        raise TransferlabError(f"{key}={depth} is out of range: {network} has {num_stages} stages "
+                               f"(use 0..{num_stages})")

@@ -7,8 +7,6 @@ import math
 import torch
 from torch import nn
 
-from transferlab.errors import TransferlabError
-
 
 class GradientReverse(torch.autograd.Function):
     """Identity forward; the gradient times ``-coeff`` backward."""
@@ -52,10 +50,6 @@ def build_discriminator(in_features: int, hidden: int = 1024, dropout: float = 0
     ``dropout > 0`` is the variant for a discriminator that overpowers the feature extractor. The output is a logit:
     train it with ``binary_cross_entropy_with_logits``, which is safe under autocast (sigmoid + BCE is not).
     """
-    if int(hidden) < 1:
-        raise TransferlabError(f"discriminator hidden width {hidden} must be >= 1")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise TransferlabError(f"discriminator dropout={dropout} must be in [0, 1)")
     layers, width = [], in_features
     for _ in range(2):
         layers += [nn.Linear(width, int(hidden)), nn.BatchNorm1d(int(hidden)), nn.ReLU(inplace=True)]
@@ -68,8 +62,6 @@ def build_discriminator(in_features: int, hidden: int = 1024, dropout: float = 0
 
 def build_bottleneck(in_features: int, width: int) -> nn.Sequential:
     """Linear-BN-ReLU from the backbone features to ``width`` (DANN's bottleneck); identity when ``width`` is 0."""
-    if int(width) < 0:
-        raise TransferlabError(f"bottleneck width {width} must be >= 0 (0 = no bottleneck)")
     if not width:
         return nn.Sequential()
     return nn.Sequential(nn.Linear(in_features, int(width)), nn.BatchNorm1d(int(width)), nn.ReLU(inplace=True))

@@ -1,0 +1,1 @@
+"""DataModules and datasets: splits, transforms, loaders and the feature cache (importing only ``contracts``)."""

@@ -1,0 +1,241 @@
+"""The experiment library behind every entry point: compose a config, build its parts, train, write metrics.json.
+
+``python -m transferlab.run`` is a thin Hydra app over ``train``; ``predict``, ``export`` and ``rank`` use
+``instantiate`` and ``load_config``; notebooks and benchmarks call ``load_config`` then ``train`` (or ``build``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from transferlab.atomic import AtomicCheckpointIO, write_text
+from transferlab.contracts.checks import check_config
+from transferlab.contracts.errors import TransferlabError, one_line, user_error
+from transferlab.resume import find_last_checkpoint
+from transferlab.run_folder import claim_run_dir, release_run_dir
+
+
+def instantiate(cfg: DictConfig, **kwargs):
+    """``hydra.utils.instantiate`` with plain containers (checkpoint-safe hparams) and unwrapped user errors.
+
+    Python objects in ``kwargs`` (backbone, data config) are passed as they are, never converted.
+    """
+    try:
+        target = hydra.utils.instantiate(cfg, _convert_="all", **({"_partial_": True} if kwargs else {}))
+    except InstantiationException as err:
+        raise user_error(err) or err from None
+    return target(**kwargs) if kwargs else target
+
+
+def check_resume(path: str | None) -> str | None:
+    """``path`` when it is a readable checkpoint; a missing or truncated file is an error, not a fresh start."""
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise TransferlabError(f"resume={path}: no such checkpoint (look in <run dir>/checkpoints/last.ckpt)")
+    try:
+        torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # truncated, not a checkpoint, or carrying a pickle payload
+        raise TransferlabError(f"resume={path}: unreadable checkpoint ({type(err).__name__}); "
+                               "resume from another one, e.g. the best checkpoint") from None
+    return str(file)
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """``cfg.resume``, with ``auto`` resolved to the newest last.ckpt of a run with the same overrides."""
+    if cfg.get("resume") != "auto":
+        return cfg.get("resume")
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    return str(find_last_checkpoint(cfg.paths.log_dir, overrides, exclude=cfg.paths.output_dir))
+
+
+def final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if v.numel() == 1}
+
+
+def strict_json(value):
+    """``value`` with every NaN or infinity replaced by None, so ``json.dumps`` writes strict JSON (``null``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_metrics(output_dir: Path, payload: dict) -> None:
+    """Write ``metrics.json`` atomically and as strict JSON, so a crash never leaves half a file."""
+    write_text(output_dir / "metrics.json", json.dumps(strict_json(payload), indent=2, default=str,
+                                                        allow_nan=False))
+
+
+def build(cfg: DictConfig):
+    """Seed, then instantiate the backbone, DataModule, strategy module, callbacks, loggers and Trainer."""
+    missing = sorted(key for group in cfg if group != "hydra" and OmegaConf.is_config(cfg[group])
+                     for key in OmegaConf.missing_keys(cfg[group]))  # full keys, e.g. "data.root"
+    if missing:
+        raise TransferlabError(f"Missing mandatory value: {missing[0]} (set it on the command line, e.g. "
+                               f"{missing[0]}=...)")
+    check_config(cfg)  # typed values, before any weights or data are read
+    check_top_level_options(cfg)
+    cache_features = bool(cfg.data.get("cache_features"))
+    if cache_features and not getattr(hydra.utils.get_class(cfg.strategy._target_), "frozen_backbone", False):
+        raise TransferlabError("data.cache_features=true needs strategy=linear_probe (a frozen backbone)")
+    if cfg.seed is not None:  # seed 0 is a seed
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    backbone = instantiate(cfg.model)
+    # A multi-task strategy declares its tasks; the data yields them unless data.tasks chooses otherwise.
+    tasks = OmegaConf.to_container(cfg.strategy.tasks, resolve=True) if cfg.strategy.get("tasks") else None
+    data_extra = {"tasks": tasks} if tasks and cfg.data.get("tasks") is None else {}
+    if cache_features:  # the DataModule runs the frozen backbone once over train/val in setup("fit")
+        data_extra["feature_extractor"] = backbone
+    datamodule = instantiate(cfg.data, data_config=backbone.data_config, seed=cfg.seed, **data_extra)
+    if getattr(datamodule, "tasks", None) and not tasks:
+        raise TransferlabError("data.tasks is set but the strategy has one head; use strategy=multitask")
+    module = instantiate(cfg.strategy, backbone=backbone, num_classes=datamodule.num_classes,
+                         optimizer=instantiate(cfg.optimizer),
+                         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+                         **({"data_tasks": datamodule.tasks} if tasks else {}))
+    if cfg.get("channels_last", False):
+        module = module.to(memory_format=torch.channels_last)
+        module.channels_last = True
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_cfg.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise TransferlabError(f"trainer.accelerator={trainer_cfg['accelerator']} needs a CUDA GPU and torch sees "
+                               f"none (torch.cuda.is_available() is False); use trainer=cpu on this machine")
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    if not loggers:  # nothing to log learning rates to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    try:
+        trainer = instantiate(OmegaConf.create(trainer_cfg), callbacks=callbacks, logger=loggers or False,
+                              plugins=[AtomicCheckpointIO()])
+    except MisconfigurationException as err:  # e.g. trainer=gpu on a machine without one
+        raise TransferlabError(f"trainer: {one_line(err)} (use trainer=cpu on a machine without a GPU)") from None
+    return backbone, datamodule, torch.compile(module) if cfg.get("compile", False) else module, trainer
+
+
+TOP_LEVEL_OPTIONS = ("channels_last", "compile")  # transferlab's own, never passed to lightning.Trainer
+
+
+def check_top_level_options(cfg: DictConfig) -> None:
+    """``channels_last`` and ``compile`` are top-level keys; under ``trainer.`` they would reach the Trainer."""
+    for key in TOP_LEVEL_OPTIONS:
+        if key in (cfg.get("trainer") or {}):
+            raise TransferlabError(f"trainer.{key} is now the top-level key {key}: use {key}="
+                                   f"{str(cfg.trainer[key]).lower()} instead")
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one experiment described by ``cfg``; return the monitored metric (for Hydra sweepers).
+
+    Writes ``metrics.json`` in ``cfg.paths.output_dir`` whether the run completes or fails.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    claim_run_dir(output_dir)  # before the try: a refused run writes nothing
+    start = time.perf_counter()
+    payload = {"status": "failed", "monitor": cfg.monitor, "monitor_mode": cfg.monitor_mode}
+    try:
+        _, datamodule, module, trainer = build(cfg)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(resume_path(cfg)))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        validated = final_metrics(trainer)
+        if cfg.get("test", True):
+            trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
+        metrics = {**validated, **final_metrics(trainer)}
+        payload.update(status="completed", metrics=metrics, best_model_path=best,
+                       monitor_value=metrics.get(cfg.monitor, math.nan))
+        for source in (module, *trainer.callbacks):  # extra entries, e.g. DA model-selection reports
+            if callable(getattr(source, "metrics_report", None)):
+                payload.update(source.metrics_report())
+        final = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if k.startswith(("test/", "val/acc_best"))}
+        for logger in trainer.loggers:  # TensorBoard pairs hparams with final metrics; other loggers take them apart
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(flat_config(cfg), final)
+            else:
+                logger.log_hyperparams(flat_config(cfg))
+                logger.log_metrics(final, step=trainer.global_step)
+            logger.save()
+        return payload["monitor_value"]
+    except BaseException as err:
+        if isinstance(err, SIGTERMException):
+            payload["status"] = "interrupted"
+        payload["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        raise
+    finally:
+        payload["seconds"] = round(time.perf_counter() - start, 2)
+        if rank_zero_only.rank == 0:  # under DDP every rank runs train(); one writes
+            try:
+                write_metrics(output_dir, payload)
+            except (OSError, TransferlabError):  # e.g. the disk is full: the error in flight says so
+                if payload["status"] == "completed":
+                    raise
+            finally:
+                release_run_dir(output_dir)
+
+
+def flat_config(cfg: DictConfig) -> dict:
+    """The resolved config as ``{"group.key": scalar}`` for TensorBoard's hparams table."""
+    skip = ("hydra", "paths", "callbacks", "logger")
+    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+             for k in cfg if k not in skip}
+    flat = {}
+
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif not str(key).startswith("_"):
+                flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk(plain)
+    return flat
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | None = None) -> DictConfig:
+    """Compose the config exactly as the command line would, for notebooks and scripts.
+
+    Args:
+        overrides: command-line style overrides, e.g. ``["strategy=linear_probe", "trainer.max_epochs=2"]``.
+        output_dir: the run folder; default ``outputs/runs/<timestamp>`` under the current directory.
+
+    Example:
+        >>> cfg = load_config(["trainer.max_epochs=1"])
+        >>> test_acc = train(cfg)  # doctest: +SKIP
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    default_dir = Path("outputs") / "runs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    output_dir = Path(output_dir or default_dir).resolve()
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(Path.cwd())
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=False)
+    return cfg

@@ -1,0 +1,1 @@
+"""Scores computed from features and predictions: label-free DA validators and transferability estimates."""
