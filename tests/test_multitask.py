@@ -157,7 +157,8 @@ def test_bad_task_declarations_are_clear(make_cfg):
 def test_task_losses_are_torch_losses_over_labelled_rows():
     from torch.nn import functional as F
 
-    from transferlab.strategies.task_specs import TaskLoss, resolve_tasks
+    from transferlab.contracts.tasks import resolve_tasks
+    from transferlab.losses.tasks import TaskLoss
 
     specs = resolve_tasks([{"name": "organ", "num_classes": 3, "class_weights": [1.0, 2.0, 3.0]},
                            {"name": "flags", "num_classes": 2, "kind": "multilabel"},

@@ -15,7 +15,7 @@ from transferlab.contracts.errors import TransferlabError
 from transferlab.contracts.tasks import task_entries, task_info
 from transferlab.data.feature_cache import cached_features, unaugmented
 from transferlab.data.on_device import device_loader, materialize
-from transferlab.data.tasks import TaskLabels
+from transferlab.data.task_labels import TaskLabels
 from transferlab.rng import seed_torch
 
 

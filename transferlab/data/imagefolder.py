@@ -20,7 +20,7 @@ from transferlab.atomic import write_text
 from transferlab.contracts.errors import TransferlabError, one_line
 from transferlab.data.base import TransferDataModule, few_shot, stratified_split
 from transferlab.data.labels_csv import ImageFiles, LabelsTable
-from transferlab.data.tasks import TaskLabels
+from transferlab.data.task_labels import TaskLabels
 from transferlab.data.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,11 @@ from torch import nn
 
 from transferlab.backbones import Backbone
 from transferlab.contracts.errors import TransferlabError
-from transferlab.contracts.tasks import missing
+from transferlab.contracts.tasks import missing, resolve_tasks
 from transferlab.heads import build_head
+from transferlab.losses.tasks import TaskLoss
+from transferlab.metrics.tasks import task_metrics
 from transferlab.strategies.finetune import Finetune
-from transferlab.strategies.task_specs import TaskLoss, resolve_tasks, task_metrics
 
 STAGES = ("train", "val", "test")
 
