@@ -95,6 +95,7 @@ RULES: dict[str, Callable] = {
     "data.val_fraction": interval(0, 1),
     "data.test_fraction": interval(0, 1),
     "data.samples_per_class": integer(1, optional=True),
+    "data.validator_samples": integer(2),
     "trainer.max_epochs": lambda key, value: _max_epochs(key, value),
     "strategy.freeze_depth": integer(0),
     "strategy.unfreeze_step": integer(1),

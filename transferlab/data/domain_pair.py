@@ -42,8 +42,6 @@ class DomainDataModule(TransferDataModule):
             raise TransferlabError("data.cache_features=true is for one-domain data: two-domain data is for "
                                    "strategies that train the backbone")
         super().__init__(**kwargs)
-        if int(validator_samples) < 2:
-            raise TransferlabError(f"data.validator_samples={validator_samples} must be >= 2")
         self.validator_samples = int(validator_samples)
         self.target_train = self.target_val = self.target_test = None
         self.source_train_eval = self.target_train_eval = None
