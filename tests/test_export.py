@@ -11,9 +11,8 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from transferlab.experiment import train
+from transferlab.experiment import load_module, train
 from transferlab.export import export
-from transferlab.predict import load_module
 
 
 @pytest.fixture(scope="module")

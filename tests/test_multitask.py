@@ -191,8 +191,9 @@ def test_predict_and_export_give_every_task(trained, tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
+    from transferlab.experiment import load_module
     from transferlab.export import export
-    from transferlab.predict import load_module, main
+    from transferlab.predict import main
 
     cfg, _ = trained
     run = Path(cfg.paths.output_dir)

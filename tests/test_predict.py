@@ -9,8 +9,8 @@ from fakes import make_image_tree
 from omegaconf import OmegaConf
 
 from transferlab.contracts.errors import TransferlabError
-from transferlab.experiment import train
-from transferlab.predict import check_targets, main
+from transferlab.experiment import check_targets, train
+from transferlab.predict import main
 
 
 def test_predict_on_a_folder_writes_topk_csv(make_cfg, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The experiment library behind every entry point: compose a config, build its parts, train, write metrics.json.
 
-``python -m transferlab.run`` is a thin Hydra app over ``train``; ``predict``, ``export`` and ``rank`` use
+``python -m transferlab.run`` is a thin Hydra app over ``train``; ``predict`` and ``export`` rebuild trained modules
+with ``load_module``, ``rank`` uses
 ``instantiate`` and ``load_config``; notebooks and benchmarks call ``load_config`` then ``train`` (or ``build``).
 """
 
@@ -25,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.atomic import AtomicCheckpointIO, write_text
 from transferlab.contracts.checks import check_config
+from transferlab.contracts.data_config import DataConfig
 from transferlab.contracts.errors import TransferlabError, one_line, user_error
 from transferlab.resume import find_last_checkpoint
 from transferlab.run_folder import claim_run_dir, release_run_dir
@@ -239,3 +241,58 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | P
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=False)
     return cfg
+
+
+# --- trained modules back from their run folders (predict, export) ---------------------------------------------
+SAFE_PREFIX = "transferlab."
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """``torch.load(weights_only=True)``: tensors and plain containers only; anything else is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TransferlabError(f"ckpt={path}: no such checkpoint") from None
+    except Exception as err:  # truncated, or a pickle payload weights_only refuses
+        raise TransferlabError(f"ckpt={path}: unreadable or unsafe checkpoint ({type(err).__name__})") from None
+
+
+def check_targets(node, where: str) -> None:
+    """Refuse any ``_target_`` outside ``transferlab.``: a config from elsewhere must not run arbitrary code."""
+    if OmegaConf.is_dict(node):
+        for key, value in node.items():
+            if key == "_target_" and not str(value).startswith(SAFE_PREFIX):
+                raise TransferlabError(f"{where}: refusing _target_={value} (only {SAFE_PREFIX}* is built)")
+            check_targets(value, where)
+
+
+def load_module(ckpt_path: str | Path):
+    """The trained module (eval mode), its class names, preprocessing and the run config.
+
+    For a multi-task checkpoint the class names are ``{task: names}`` and the tasks are rebuilt from the specs
+    the checkpoint saved (plain containers), so no data is needed.
+    """
+    ckpt = load_checkpoint(ckpt_path)
+    config = Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
+    if not config.is_file():
+        raise TransferlabError(f"ckpt={ckpt_path}: no {config}; keep the checkpoint inside its run folder")
+    cfg = OmegaConf.load(config)
+    for group in ("model", "strategy"):
+        check_targets(cfg[group], str(config))
+    extra = ckpt.get("transferlab") or {}
+    names = extra.get("class_names")
+    if not names:
+        raise TransferlabError(f"ckpt={ckpt_path}: the checkpoint stores no class names")
+    with open_dict(cfg):
+        cfg.model.weights = "none"  # the checkpoint holds every weight
+    backbone = instantiate(cfg.model)
+    task_names = extra.get("task_class_names")
+    if task_names:  # multi-task: every head as trained, from the saved specs
+        tasks = ckpt.get("hyper_parameters", {}).get("tasks")
+        module = instantiate(cfg.strategy, backbone=backbone, num_classes=None, optimizer=None, tasks=tasks)
+        names = {task: list(task_names[task]) for task in module.specs}
+    else:
+        module = instantiate(cfg.strategy, backbone=backbone, num_classes=len(names), optimizer=None)
+        names = list(names)
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval(), names, DataConfig(**extra["data_config"]), cfg

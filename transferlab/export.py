@@ -18,7 +18,7 @@ import torch
 from transferlab.atomic import atomic_open, write_text
 from transferlab.contracts.errors import TransferlabError
 from transferlab.entry import parse_key_values, run_script
-from transferlab.predict import load_module
+from transferlab.experiment import load_module
 
 FORMATS = {"safetensors": ".safetensors", "onnx": ".onnx"}
 

@@ -13,69 +13,14 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf, open_dict
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from transferlab.atomic import atomic_open, write_text
-from transferlab.contracts.data_config import DataConfig
 from transferlab.contracts.errors import TransferlabError
 from transferlab.data.imagefolder import find_image_files, load_rgb
 from transferlab.data.transforms import eval_transform
 from transferlab.entry import parse_key_values, run_script
-from transferlab.experiment import instantiate
-
-SAFE_PREFIX = "transferlab."
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """``torch.load(weights_only=True)``: tensors and plain containers only; anything else is refused."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TransferlabError(f"ckpt={path}: no such checkpoint") from None
-    except Exception as err:  # truncated, or a pickle payload weights_only refuses
-        raise TransferlabError(f"ckpt={path}: unreadable or unsafe checkpoint ({type(err).__name__})") from None
-
-
-def check_targets(node, where: str) -> None:
-    """Refuse any ``_target_`` outside ``transferlab.``: a config from elsewhere must not run arbitrary code."""
-    if OmegaConf.is_dict(node):
-        for key, value in node.items():
-            if key == "_target_" and not str(value).startswith(SAFE_PREFIX):
-                raise TransferlabError(f"{where}: refusing _target_={value} (only {SAFE_PREFIX}* is built)")
-            check_targets(value, where)
-
-
-def load_module(ckpt_path: str | Path):
-    """The trained module (eval mode), its class names, preprocessing and the run config.
-
-    For a multi-task checkpoint the class names are ``{task: names}`` and the tasks are rebuilt from the specs
-    the checkpoint saved (plain containers), so no data is needed.
-    """
-    ckpt = load_checkpoint(ckpt_path)
-    config = Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
-    if not config.is_file():
-        raise TransferlabError(f"ckpt={ckpt_path}: no {config}; keep the checkpoint inside its run folder")
-    cfg = OmegaConf.load(config)
-    for group in ("model", "strategy"):
-        check_targets(cfg[group], str(config))
-    extra = ckpt.get("transferlab") or {}
-    names = extra.get("class_names")
-    if not names:
-        raise TransferlabError(f"ckpt={ckpt_path}: the checkpoint stores no class names")
-    with open_dict(cfg):
-        cfg.model.weights = "none"  # the checkpoint holds every weight
-    backbone = instantiate(cfg.model)
-    task_names = extra.get("task_class_names")
-    if task_names:  # multi-task: every head as trained, from the saved specs
-        tasks = ckpt.get("hyper_parameters", {}).get("tasks")
-        module = instantiate(cfg.strategy, backbone=backbone, num_classes=None, optimizer=None, tasks=tasks)
-        names = {task: list(task_names[task]) for task in module.specs}
-    else:
-        module = instantiate(cfg.strategy, backbone=backbone, num_classes=len(names), optimizer=None)
-        names = list(names)
-    module.load_state_dict(ckpt["state_dict"])
-    return module.eval(), names, DataConfig(**extra["data_config"]), cfg
+from transferlab.experiment import load_module
 
 
 def image_paths(source: str | Path) -> list[str]:
