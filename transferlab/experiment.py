@@ -1,8 +1,8 @@
 """The experiment library behind every entry point: compose a config, build its parts, train, write metrics.json.
 
 ``python -m transferlab.run`` is a thin Hydra app over ``train``; ``predict`` and ``export`` rebuild trained modules
-with ``load_module``, ``rank`` uses
-``instantiate`` and ``load_config``; notebooks and benchmarks call ``load_config`` then ``train`` (or ``build``).
+with ``load_module``; ``rank`` uses ``instantiate`` and ``load_config``; notebooks and benchmarks call ``load_config``
+then ``train`` (or ``build``).
 """
 
 from __future__ import annotations
