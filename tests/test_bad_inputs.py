@@ -160,6 +160,13 @@ CASES = {
     "11a-lr-not-a-number optimizer.lr=abc": "optimizer.lr='abc' is not a number",
     "11b-unknown-strategy strategy=dan": "Could not find 'strategy/dan'",
     "11c-misspelt-key optimizer.lrr=0.1": "Could not override 'optimizer.lrr'",
+    "11d-unknown-option +optimizer.lrr=0.1": "optimizer.lrr is not an option of torch.optim.AdamW \\(remove it, or "
+                                             "check its spelling\\); did you mean optimizer.lr\\?",
+    "11e-unknown-option-through-kwargs +strategy.freeze_dept=2": "strategy.freeze_dept is not an option of "
+                                                                 "transferlab.strategies.Finetune .*did you mean "
+                                                                 "strategy.freeze_depth\\?",
+    "11f-unknown-trainer-option +trainer.max_epoch=1": "trainer.max_epoch is not an option of lightning.Trainer .*"
+                                                       "did you mean trainer.max_epochs\\?",
     "12a-negative-lr optimizer.lr=-1": "optimizer.lr=-1 must be > 0",
     "12b-zero-batch data.batch_size=0": "data.batch_size=0 must be >= 1",
     "12c-fraction data.val_fraction=1.5": "data.val_fraction=1.5 must be in \\(0, 1\\)",

@@ -13,7 +13,7 @@ from transferlab.experiment import check_targets, train
 from transferlab.predict import main
 
 
-def test_predict_on_a_folder_writes_topk_csv(make_cfg, tmp_path, capsys):
+def test_predict_on_a_folder_writes_topk_csv(make_cfg, tmp_path, capsys, monkeypatch):
     cfg = make_cfg("test=false", "logger=none")
     train(cfg)
     (tmp_path / "run" / ".hydra").mkdir()  # as `python -m transferlab.run` leaves it
@@ -41,6 +41,18 @@ def test_predict_on_a_folder_writes_topk_csv(make_cfg, tmp_path, capsys):
     assert main([f"ckpt={ckpt}", f"input={images}", f"output={skipping}", "on_corrupt=skip"]) == 0
     assert len(list(csv.DictReader(skipping.open()))) == 6  # the advice works: the other images are predicted
     assert (tmp_path / "skip.csv.skipped.txt").read_text() == f"{bad}\n"
+    bad.unlink()
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # no output=: outputs/predictions.csv, its folder created, never overwritten
+    assert main([f"ckpt={ckpt}", f"input={images}"]) == 0
+    default = tmp_path / "outputs" / "predictions.csv"
+    assert capsys.readouterr().out == "wrote outputs/predictions.csv\n" and len(default.read_text().splitlines()) == 7
+    before = default.read_text()
+    assert main([f"ckpt={ckpt}", f"input={images}"]) == 2
+    assert default.read_text() == before
+    assert capsys.readouterr().err.splitlines() == [
+        "transferlab: error: output=outputs/predictions.csv exists; choose another file with output=... (nothing is "
+        "overwritten)"]
 
 
 def test_config_targets_outside_transferlab_are_refused():

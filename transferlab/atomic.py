@@ -31,7 +31,11 @@ def disk_error(err: OSError, path: str | Path) -> TransferlabError | None:
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file beside ``path``; on a clean exit it is fsynced and renamed to ``path``, else removed."""
+    """Open a temp file beside ``path``; on a clean exit it is fsynced and renamed to ``path``, else removed.
+
+    The temp file is created by ``open``, so the result has the permissions a plain ``open`` gives (0666 less the
+    umask: 0644 under the usual 022), not the 0600 of ``tempfile.mkstemp``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.atomic import AtomicCheckpointIO, write_text
-from transferlab.contracts.checks import check_config
+from transferlab.contracts.checks import check_config, check_options, unknown_option
 from transferlab.contracts.data_config import DataConfig
 from transferlab.contracts.errors import TransferlabError, one_line, user_error
 from transferlab.resume import find_last_checkpoint
@@ -35,13 +35,24 @@ from transferlab.run_folder import claim_run_dir, release_run_dir
 def instantiate(cfg: DictConfig, **kwargs):
     """``hydra.utils.instantiate`` with plain containers (checkpoint-safe hparams) and unwrapped user errors.
 
-    Python objects in ``kwargs`` (backbone, data config) are passed as they are, never converted.
+    Python objects in ``kwargs`` (backbone, data config) are passed as they are, never converted. A config key the
+    target does not take (``+optimizer.lrr=0.1``) is a one-line error naming it, raised here even for a ``_partial_``
+    config that is only called later (an optimizer, in ``configure_optimizers``).
     """
+    check_options(cfg)
     try:
         target = hydra.utils.instantiate(cfg, _convert_="all", **({"_partial_": True} if kwargs else {}))
     except InstantiationException as err:
-        raise user_error(err) or err from None
-    return target(**kwargs) if kwargs else target
+        raise user_error(err) or unknown_option(err, cfg) or err from None
+    if not kwargs:
+        return target
+    try:
+        return target(**kwargs)
+    except TypeError as err:  # e.g. a strategy handing an unknown key on to its base class through **kwargs
+        problem = unknown_option(err, cfg)
+        if problem is None:
+            raise
+        raise problem from None
 
 
 def check_resume(path: str | None) -> str | None:
@@ -127,7 +138,7 @@ def build(cfg: DictConfig):
     if not loggers:  # nothing to log learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     try:
-        trainer = instantiate(OmegaConf.create(trainer_cfg), callbacks=callbacks, logger=loggers or False,
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                               plugins=[AtomicCheckpointIO()])
     except MisconfigurationException as err:  # e.g. trainer=gpu on a machine without one
         raise TransferlabError(f"trainer: {one_line(err)} (use trainer=cpu on a machine without a GPU)") from None

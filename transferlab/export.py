@@ -3,12 +3,14 @@
     python -m transferlab.export ckpt=outputs/runs/<run>/checkpoints/last.ckpt format=onnx [output=model.onnx]
 
 The sidecar (``<output>.json``) holds the class names (``{task: names}`` and one output per task for a multi-task
-model), the preprocessing (``data_config`` and image size) and the
-backbone name. An ONNX file is checked with onnxruntime against the PyTorch logits before it is kept.
+model), the preprocessing (``data_config``, whose ``input_size`` is the size the model was trained and traced at) and
+the backbone name. An ONNX file is checked with onnxruntime against the PyTorch logits before it is kept; ONNX needs
+the ``onnx`` and ``onnxruntime`` packages (``pip install -e ".[dev]"``).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -21,6 +23,21 @@ from transferlab.entry import parse_key_values, run_script
 from transferlab.experiment import load_module
 
 FORMATS = {"safetensors": ".safetensors", "onnx": ".onnx"}
+ONNX_PACKAGES = ("onnx", "onnxruntime")  # torch.onnx.export needs onnx; the check needs onnxruntime
+
+
+def check_onnx_packages() -> None:
+    """A one-line error naming the missing package(s) unless ``onnx`` and ``onnxruntime`` import."""
+    missing = []
+    for name in ONNX_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise TransferlabError(f"format=onnx needs the {' and '.join(missing)} package{'s' * (len(missing) > 1)}, "
+                               f"not installed here: pip install onnx onnxruntime onnxscript (or pip install -e "
+                               f"\".[dev]\"), or export format=safetensors")
 
 
 def export(ckpt: str, format: str = "onnx", output: str | None = None, atol: float = 1e-4) -> Path:
@@ -32,9 +49,10 @@ def export(ckpt: str, format: str = "onnx", output: str | None = None, atol: flo
     for path in (output, sidecar):
         if path.exists():
             raise TransferlabError(f"{path} exists; choose another output= (nothing is overwritten)")
+    if format == "onnx":
+        check_onnx_packages()
     module, names, data_config, cfg = load_module(ckpt)
     size = int(cfg.data.get("image_size") or data_config.input_size)
-    output.parent.mkdir(parents=True, exist_ok=True)
     if format == "safetensors":
         from safetensors.torch import save
 
@@ -42,8 +60,9 @@ def export(ckpt: str, format: str = "onnx", output: str | None = None, atol: flo
             handle.write(save({k: v.contiguous() for k, v in module.state_dict().items()}))
     else:
         write_onnx(module, output, size, atol)
-    about = {"class_names": names, "backbone": module.backbone.name, "image_size": size,
-             "data_config": data_config.to_dict(), "input": "float32 NCHW, normalised", "output": "logits"}
+    preprocessing = {**data_config.to_dict(), "input_size": size}  # the size trained and traced at, not the weights'
+    about = {"class_names": names, "backbone": module.backbone.name, "data_config": preprocessing,
+             "input": "float32 NCHW, normalised", "output": "logits"}
     if isinstance(names, dict):  # multi-task: one output per task, in this order
         about.update(output={task: f"logits_{task} ({module.specs[task]['kind']})" for task in names})
     write_text(sidecar, json.dumps(about, indent=2))
@@ -86,10 +105,20 @@ def write_onnx(module: torch.nn.Module, output: Path, size: int, atol: float) ->
 
 KEYS, REQUIRED = {"ckpt", "format", "output"}, {"ckpt"}
 USAGE = "python -m transferlab.export ckpt=... format=onnx|safetensors [output=...]"
+DETAILS = """
+Export a trained checkpoint as an ONNX graph or safetensors weights, with a JSON sidecar (<output>.json) of class
+names and preprocessing.
+
+  ckpt=PATH     a checkpoint inside its run folder, e.g. outputs/runs/<run>/checkpoints/last.ckpt
+  format=NAME   onnx (default; needs pip install onnx onnxruntime) or safetensors
+  output=PATH   the file to write (default: beside the checkpoint, e.g. last.onnx); existing files are never
+                overwritten
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_script(lambda args: print(f"wrote {export(**parse_key_values(args, KEYS, REQUIRED, USAGE))}"), argv)
+    return run_script(lambda args: print(f"wrote {export(**parse_key_values(args, KEYS, REQUIRED, USAGE, DETAILS))}"),
+                      argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Classify images with a trained checkpoint and write a CSV of top-k classes and probabilities.
 
-    python -m transferlab.predict ckpt=<run folder>/checkpoints/last.ckpt input=photos/ output=predictions.csv topk=5
+    python -m transferlab.predict ckpt=<run folder>/checkpoints/last.ckpt input=photos/ [output=...] [topk=5]
 
+The CSV goes to ``outputs/predictions.csv`` unless ``output=`` says otherwise; an existing file is never overwritten.
 The module is rebuilt from the run folder's ``.hydra/config.yaml`` (next to ``checkpoints/``); images are
 preprocessed with the checkpoint's ``data_config`` and the eval transform at the run's ``data.image_size``.
 """
@@ -52,8 +53,11 @@ def decode(paths: list[str], transform, on_corrupt: str, skipped: list[str]) -> 
     return kept, images
 
 
+DEFAULT_OUTPUT = "outputs/predictions.csv"
+
+
 @torch.no_grad()
-def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 5, batch_size: int = 32,
+def predict(ckpt: str, input: str, output: str = DEFAULT_OUTPUT, topk: int = 5, batch_size: int = 32,
             on_corrupt: str = "error") -> Path:
     """Write ``output`` with one row per image: path, then ``class_i``/``prob_i`` for the top ``topk``.
 
@@ -62,9 +66,12 @@ def predict(ckpt: str, input: str, output: str = "predictions.csv", topk: int = 
     """
     output = Path(output)
     if output.exists():
-        raise TransferlabError(f"output={output} exists; choose another file (nothing is overwritten)")
+        raise TransferlabError(f"output={output} exists; choose another file with output=... (nothing is "
+                               f"overwritten)")
     if on_corrupt not in ("error", "skip"):
         raise TransferlabError(f"on_corrupt={on_corrupt!r} must be error or skip")
+    if not str(topk).strip().isdigit():
+        raise TransferlabError(f"topk={topk!r} must be a whole number (e.g. topk=5)")
     module, names, data_config, cfg = load_module(ckpt)
     transform = eval_transform(data_config, cfg.data.get("image_size"))
     paths, rows, skipped = image_paths(input), [], []
@@ -112,10 +119,21 @@ def task_columns(outputs: torch.Tensor, names: list[str], kind: str, topk: int, 
 
 KEYS, REQUIRED = {"ckpt", "input", "output", "topk", "on_corrupt"}, {"ckpt", "input"}
 USAGE = "python -m transferlab.predict ckpt=... input=<folder|image> [output=...] [topk=5] [on_corrupt=error|skip]"
+DETAILS = f"""
+Classify images with a trained checkpoint and write a CSV of top-k classes and probabilities.
+
+  ckpt=PATH        a checkpoint inside its run folder, e.g. outputs/runs/<run>/checkpoints/last.ckpt
+  input=PATH       one image, or a folder of images (searched recursively)
+  output=PATH      the CSV to write (default {DEFAULT_OUTPUT}); an existing file is never overwritten
+  topk=N           classes per image (default 5)
+  on_corrupt=MODE  error (default): an unreadable image stops it; skip: predict the others and list the
+                   unreadable ones in <output>.skipped.txt
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_script(lambda args: print(f"wrote {predict(**parse_key_values(args, KEYS, REQUIRED, USAGE))}"), argv)
+    return run_script(lambda args: print(f"wrote {predict(**parse_key_values(args, KEYS, REQUIRED, USAGE, DETAILS))}"),
+                      argv)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """Typed checks of config values, run once at startup before any model weights or data are touched.
 
 Each rule names a config key; keys a config does not have are skipped, so strategies and data modules with other
-options (DANN, multitask) share the table and may add their own rules to ``RULES``.
+options (DANN, multitask) share the table and may add their own rules to ``RULES``. ``check_options`` refuses a key
+that a config's ``_target_`` does not take (``+optimizer.lrr=0.1``), with the nearest option as a hint.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
+import re
 from collections.abc import Callable
 
+import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.contracts.errors import TransferlabError
@@ -131,3 +136,70 @@ def check_freeze_depth(depth: int, num_stages: int, network: str, key: str = "st
     if not 0 <= int(depth) <= num_stages:
         raise TransferlabError(f"{key}={depth} is out of range: {network} has {num_stages} stages "
                                f"(use 0..{num_stages})")
+
+
+# --- keys a config sets that its _target_ does not take (+optimizer.lrr=0.1) ------------------------------------
+def option_error(cfg: DictConfig, key: str) -> TransferlabError:
+    """``<group>.<key> is not an option of <target>``, with the closest option when one is near."""
+    prefix = f"{cfg._get_full_key(None)}." if cfg._get_full_key(None) else ""
+    close = difflib.get_close_matches(key, known_options(cfg._target_), n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    return TransferlabError(f"{prefix}{key} is not an option of {cfg._target_} (remove it, or check its "
+                            f"spelling){hint}")
+
+
+def target_options(target: str) -> list[str] | None:
+    """The keyword parameters of ``target``; None when it takes ``**kwargs`` or has no signature to read."""
+    try:
+        parameters = inspect.signature(hydra.utils.get_object(target)).parameters.values()
+    except Exception:  # no readable signature (a builtin, a policy refusal): Hydra's own call will say what is wrong
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def known_options(target: str) -> list[str]:
+    """Every keyword a class target's ``__init__`` chain names (for spelling hints), or a function's parameters."""
+    try:
+        obj = hydra.utils.get_object(target)
+        functions = [c.__dict__["__init__"] for c in inspect.getmro(obj) if "__init__" in c.__dict__] \
+            if inspect.isclass(obj) else [obj]
+        return [name for function in functions for name, p in inspect.signature(function).parameters.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"]
+    except Exception:  # no readable signature: no hint
+        return []
+
+
+def check_options(cfg) -> None:
+    """Every key of ``cfg`` (and of the configs nested in it) is a parameter of its ``_target_``; targets taking
+    ``**kwargs`` are checked when called (``unknown_option``)."""
+    if OmegaConf.is_list(cfg):
+        keys = range(len(cfg))
+    elif OmegaConf.is_dict(cfg):
+        keys = [key for key in cfg if not str(key).startswith("_")]
+    else:
+        return
+    if OmegaConf.is_dict(cfg) and "_target_" in cfg:
+        options = target_options(cfg._target_)
+        for key in keys if options is not None else ():
+            if key not in options:
+                raise option_error(cfg, str(key))
+        if cfg.get("_recursive_", True) is False:
+            return
+    for key in keys:  # nodes, not values: nothing is resolved here
+        if OmegaConf.is_config(cfg._get_node(key)):
+            check_options(cfg._get_node(key))
+
+
+UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def unknown_option(err: BaseException, cfg: DictConfig) -> TransferlabError | None:
+    """The one-line error for a ``TypeError`` (maybe wrapped by Hydra) about a key ``cfg`` sets; else None."""
+    while err is not None:
+        match = UNEXPECTED.search(str(err)) if isinstance(err, TypeError) else None
+        if match and match.group(1) in cfg:
+            return option_error(cfg, match.group(1))
+        err = err.__cause__ or err.__context__
+    return None
