@@ -20,7 +20,7 @@ FLOORS = {
                      "extract"), 1),
     "strategies": 2,
     **dict.fromkeys(("experiment", "run", "predict", "export", "rank", "entry", "run_folder", "resume", "analysis",
-                     "__init__"), 3),
+                     "report", "__init__"), 3),
 }
 # Components that must not know each other (data never needs a network; a network never needs a dataset).
 APART = {("data", "backbones"), ("backbones", "data"), ("data", "heads"), ("data", "losses"), ("heads", "data")}

@@ -28,6 +28,7 @@ from transferlab.atomic import AtomicCheckpointIO, write_text
 from transferlab.contracts.checks import check_config, check_options, unknown_option
 from transferlab.contracts.data_config import DataConfig
 from transferlab.contracts.errors import TransferlabError, one_line, user_error
+from transferlab.report import announce, headline
 from transferlab.resume import find_last_checkpoint
 from transferlab.run_folder import claim_run_dir, release_run_dir
 
@@ -94,8 +95,9 @@ def strict_json(value):
 
 
 def write_metrics(output_dir: Path, payload: dict) -> None:
-    """Write ``metrics.json`` atomically and as strict JSON, so a crash never leaves half a file."""
-    write_text(output_dir / "metrics.json", json.dumps(strict_json(payload), indent=2, default=str,
+    """Write ``metrics.json`` atomically and as strict JSON, so a crash never leaves half a file; it leads with
+    ``status``, ``test`` and ``best`` (``report.headline``)."""
+    write_text(output_dir / "metrics.json", json.dumps(strict_json(headline(payload)), indent=2, default=str,
                                                         allow_nan=False))
 
 
@@ -197,6 +199,8 @@ def train(cfg: DictConfig) -> float:
         if rank_zero_only.rank == 0:  # under DDP every rank runs train(); one writes
             try:
                 write_metrics(output_dir, payload)
+                if payload["status"] == "completed":
+                    announce(headline(payload), output_dir)
             except (OSError, TransferlabError):  # e.g. the disk is full: the error in flight says so
                 if payload["status"] == "completed":
                     raise
