@@ -72,7 +72,7 @@ def code_version() -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     return (git("rev-parse", "--short", "HEAD") or "unknown") + ("+" if git("status", "--porcelain", "--",
-                                                                           "transferlab", "conf") else "")
+                                                                           "transferlab") else "")
 
 
 CODE = code_version()

@@ -17,10 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "transferlab"
 FLOORS = {
     "contracts": 0,
     **dict.fromkeys(("backbones", "heads", "losses", "data", "callbacks", "metrics", "atomic", "rng", "optim",
-                     "extract"), 1),
+                     "extract", "quiet"), 1),
     "strategies": 2,
-    **dict.fromkeys(("experiment", "run", "predict", "export", "rank", "entry", "run_folder", "resume", "analysis",
-                     "report", "__init__"), 3),
+    **dict.fromkeys(("experiment", "run", "eval", "predict", "export", "rank", "entry", "run_folder", "resume",
+                     "analysis", "report", "loggers", "__init__"), 3),
 }
 # Components that must not know each other (data never needs a network; a network never needs a dataset).
 APART = {("data", "backbones"), ("backbones", "data"), ("data", "heads"), ("data", "losses"), ("heads", "data")}

@@ -80,7 +80,7 @@ def test_results_md_da_tables_are_generated_from_the_committed_records():
 def test_dann_defaults_are_the_candidate_the_committed_selection_chose():
     bench = load("da_protocol")
     chosen = bench.choose(json.loads((BENCHMARKS / "results" / "da_protocol.json").read_text())["runs"])
-    defaults = yaml.safe_load((BENCHMARKS.parent / "conf" / "strategy" / "dann.yaml").read_text())
+    defaults = yaml.safe_load((BENCHMARKS.parent / "transferlab" / "conf" / "strategy" / "dann.yaml").read_text())
     for override in bench.CANDIDATES[chosen]:
         key, value = override.removeprefix("strategy.").split("=")
         assert defaults[key] == float(value), key

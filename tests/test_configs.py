@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,11 @@ from omegaconf import OmegaConf
 
 from transferlab.backbones import Backbone
 from transferlab.backbones.torchvision_zoo import cached_weights_path
+from transferlab.contracts.errors import TransferlabError
 from transferlab.experiment import build
 from transferlab.strategies import TransferModule
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "transferlab" / "conf"
 
 
 def options(group: str) -> list[str]:
@@ -69,6 +71,10 @@ def test_model_configs(make_cfg, name):
 @pytest.mark.parametrize("group", ["strategy", "optimizer", "scheduler", "logger", "callbacks"])
 def test_training_group_configs_build(make_cfg, group):
     for name in options(group):
+        if group == "logger" and name in ("wandb", "mlflow") and importlib.util.find_spec(name) is None:
+            with pytest.raises(TransferlabError, match=f"pip install {name}"):  # an optional package, not installed
+                build(make_cfg(f"{group}={name}"))
+            continue
         _, datamodule, module, trainer = build(make_cfg(f"{group}={name}"))
         assert isinstance(module, TransferModule) and module.num_classes == datamodule.num_classes == 10
         if group == "strategy" and name == "scratch":

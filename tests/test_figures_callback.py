@@ -108,8 +108,9 @@ def test_figures_tensorboard_csv_and_pngs(tmp_path):
     expected = confusion_matrix(model.seen_targets, model.seen_preds, labels=list(range(NUM_CLASSES)))
     np.testing.assert_array_equal(matrix, expected)
 
-    assert len(callback._preds) == 10 and callback._preds == model.seen_preds[:10]  # spans two batches
-    assert callback._targets == model.seen_targets[:10]
+    seen = list(zip(model.seen_preds, model.seen_targets))  # the grid: first errors, then first right ones
+    expected = ([s for s in seen if s[0] != s[1]][:10] + [s for s in seen if s[0] == s[1]][:10])[:10]
+    assert [(pred, true) for _, pred, true, _ in callback.shown] == expected
 
     ea = EventAccumulator(str(trainer.logger.log_dir), size_guidance={"images": 0})
     ea.Reload()
@@ -132,8 +133,8 @@ def test_figures_without_logger_default_dir_and_fallbacks(tmp_path):
     assert names == ["0", "1", "2"]
     np.testing.assert_array_equal(
         matrix, confusion_matrix(model.seen_targets, model.seen_preds, labels=list(range(NUM_CLASSES))))
-    assert len(callback._images) == 4
-    for image in callback._images:
+    assert len(callback.shown) == 4
+    for image, *_ in callback.shown:
         assert image.shape == (3, 16, 16) and image.min() == 0.0 and image.max() == 1.0
 
 
@@ -145,7 +146,7 @@ def test_figures_non_tensorboard_logger_and_image_counts(tmp_path, max_images):
     trainer.test(model, datamodule=dm)
     assert (tmp_path / "fig" / "confusion_matrix.png").is_file()
     assert (tmp_path / "fig" / "predictions.png").is_file() == (max_images > 0)
-    assert len(callback._preds) == min(max_images, N_TEST)
+    assert len(callback.shown) == min(max_images, N_TEST)
     assert _read_csv(tmp_path / "fig" / "confusion_matrix.csv")[1].sum() == N_TEST
 
 

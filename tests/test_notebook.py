@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -40,33 +41,56 @@ def test_committed_notebook_is_clean():
             assert not cell.outputs and cell.execution_count is None, "commit the notebook with its outputs cleared"
 
 
-def test_quickstart_runs(tmp_path):
-    nb = nbformat.read(QUICKSTART, as_version=4)
-    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    params.source = f"OVERRIDES = {FAST!r}\nOUTPUT_DIR = {str(tmp_path / 'run')!r}"
-    # The kernel must be this interpreter (the venv with transferlab), not some other python3 on the machine.
-    nb.cells.insert(0, nbformat.v4.new_code_cell("import sys; print('KERNEL', sys.executable)"))
-
+def execute(nb):
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute()  # raises CellExecutionError on the first failing cell
-
-    assert stream_text(nb.cells[0]).strip() == f"KERNEL {sys.executable}"
     errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
               if out.output_type == "error"]
     assert not errors
+    return nb
 
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def prepared():
+    """The notebook with fast parameters and a first cell naming the kernel's interpreter."""
+    nb = nbformat.read(QUICKSTART, as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = f"OVERRIDES = {FAST!r}\nOUTPUT_DIR = None"
+    # The kernel must be this interpreter (the venv with transferlab), not some other python3 on the machine.
+    nb.cells.insert(0, nbformat.v4.new_code_cell("import sys; print('KERNEL', sys.executable)"))
+    return nb
+
+
+def test_quickstart_runs_twice_without_touching_the_first_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_OUTPUTS", str(tmp_path))  # the kernel inherits it: runs go under tmp_path
+    first = execute(prepared())
+
+    assert stream_text(first.cells[0]).strip() == f"KERNEL {sys.executable}"
     # Started in notebooks/, the notebook found the repository root and works from there.
-    assert f"repo root:  {NOTEBOOKS.parent}" in stream_text(code_cell_with(nb, "ROOT = "))
+    assert f"working in: {NOTEBOOKS.parent}" in stream_text(code_cell_with(first, "ROOT = "))
+    [run] = sorted((tmp_path / "runs").iterdir())
+    assert f"run folder: {run}" in stream_text(code_cell_with(first, "load_config("))
 
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed"
-    assert 0.0 <= metrics["metrics"]["test/acc"] <= 1.0
+    assert 0.0 <= metrics["test"]["test/acc"] <= 1.0
+    printed = stream_text(code_cell_with(first, "val_acc = train(cfg)"))
+    assert f"test accuracy: {metrics['test']['test/acc']:.3f}" in printed
+    assert re.search(rf"run folder +{re.escape(str(run))}", printed)  # the end-of-run summary
 
-    printed = stream_text(code_cell_with(nb, "val_acc = train(cfg)"))
-    assert f"test accuracy: {metrics['metrics']['test/acc']:.3f}" in printed
-
-    plot_cell = code_cell_with(nb, "plt.show()")
+    plot_cell = code_cell_with(first, "plt.show()")
     assert any("image/png" in out.get("data", {}) for out in plot_cell.outputs), plot_cell.outputs
-    figure_cell = code_cell_with(nb, "confusion_matrix.png")
+    figure_cell = code_cell_with(first, "confusion_matrix.png")
     assert any("image/png" in out.get("data", {}) for out in figure_cell.outputs), figure_cell.outputs
+
+    # Run again, as a user pressing "run all" twice: a second folder; the first run's files are untouched.
+    before = snapshot(run)
+    execute(prepared())
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and runs[0] == run
+    assert snapshot(run) == before
+    assert json.loads((runs[1] / "metrics.json").read_text())["status"] == "completed"

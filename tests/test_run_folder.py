@@ -16,7 +16,7 @@ from test_bad_inputs import setup_case
 
 from transferlab.atomic import AtomicCheckpointIO, atomic_open
 from transferlab.contracts.errors import TransferlabError
-from transferlab.experiment import strict_json, train
+from transferlab.experiment import load_config, strict_json, train
 from transferlab.run import main
 
 EXTRA = ["logger=none", "callbacks.evaluation_figures=null", "test=false"]
@@ -93,3 +93,15 @@ def test_two_processes_started_together_on_one_folder_one_runs_one_is_refused(tm
                                                   or "already holds a run" in refused), refused[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "completed"
+
+
+def test_load_config_refuses_a_folder_holding_a_run_before_writing_anything(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("earlier: run\n")
+    (run / "metrics.json").write_text('{"status": "completed"}')
+    with pytest.raises(TransferlabError, match="already holds a run"):
+        load_config(["trainer.max_epochs=1"], output_dir=run)
+    assert (run / "config.yaml").read_text() == "earlier: run\n"
+    fresh = load_config([], output_dir=tmp_path / "fresh")
+    assert (tmp_path / "fresh" / "config.yaml").is_file() and fresh.paths.output_dir == str(tmp_path / "fresh")

@@ -7,10 +7,10 @@ then ``train`` (or ``build``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from datetime import datetime
 from pathlib import Path
 
 import hydra
@@ -19,7 +19,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -28,9 +27,11 @@ from transferlab.atomic import AtomicCheckpointIO, write_text
 from transferlab.contracts.checks import check_config, check_options, unknown_option
 from transferlab.contracts.data_config import DataConfig
 from transferlab.contracts.errors import TransferlabError, one_line, user_error
+from transferlab.loggers import log_hparams, prepare_logger, run_name
+from transferlab.quiet import silence_noise, tidy_callbacks
 from transferlab.report import announce, headline
 from transferlab.resume import find_last_checkpoint
-from transferlab.run_folder import claim_run_dir, release_run_dir
+from transferlab.run_folder import check_fresh, claim_run_dir, release_run_dir
 
 
 def instantiate(cfg: DictConfig, **kwargs):
@@ -110,6 +111,9 @@ def build(cfg: DictConfig):
                                f"{missing[0]}=...)")
     check_config(cfg)  # typed values, before any weights or data are read
     check_top_level_options(cfg)
+    silence_noise()  # before the Trainer, whose construction prints the first of those lines
+    name = run_name(cfg)
+    logger_kwargs = {key: prepare_logger(key, c, name) for key, c in (cfg.get("logger") or {}).items() if c is not None}
     cache_features = bool(cfg.data.get("cache_features"))
     if cache_features and not getattr(hydra.utils.get_class(cfg.strategy._target_), "frozen_backbone", False):
         raise TransferlabError("data.cache_features=true needs strategy=linear_probe (a frozen backbone)")
@@ -135,8 +139,9 @@ def build(cfg: DictConfig):
     if trainer_cfg.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         raise TransferlabError(f"trainer.accelerator={trainer_cfg['accelerator']} needs a CUDA GPU and torch sees "
                                f"none (torch.cuda.is_available() is False); use trainer=cpu on this machine")
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    callbacks = tidy_callbacks([instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None],
+                               model_summary=trainer_cfg.get("enable_model_summary") is not False)
+    loggers = [instantiate(cfg.logger[key], **kwargs) for key, kwargs in logger_kwargs.items()]
     if not loggers:  # nothing to log learning rates to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     try:
@@ -167,6 +172,7 @@ def train(cfg: DictConfig) -> float:
     claim_run_dir(output_dir)  # before the try: a refused run writes nothing
     start = time.perf_counter()
     payload = {"status": "failed", "monitor": cfg.monitor, "monitor_mode": cfg.monitor_mode}
+    trainer = None
     try:
         _, datamodule, module, trainer = build(cfg)
         trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(resume_path(cfg)))
@@ -181,18 +187,15 @@ def train(cfg: DictConfig) -> float:
             if callable(getattr(source, "metrics_report", None)):
                 payload.update(source.metrics_report())
         final = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if k.startswith(("test/", "val/acc_best"))}
-        for logger in trainer.loggers:  # TensorBoard pairs hparams with final metrics; other loggers take them apart
-            if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(flat_config(cfg), final)
-            else:
-                logger.log_hyperparams(flat_config(cfg))
-                logger.log_metrics(final, step=trainer.global_step)
-            logger.save()
+        log_hparams(trainer, cfg, "completed", final)
         return payload["monitor_value"]
     except BaseException as err:
         if isinstance(err, SIGTERMException):
             payload["status"] = "interrupted"
         payload["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        if trainer is not None and payload["status"] != "completed":
+            with contextlib.suppress(Exception):  # best effort: the error in flight is the one to report
+                log_hparams(trainer, cfg, payload["status"], {})
         raise
     finally:
         payload["seconds"] = round(time.perf_counter() - start, 2)
@@ -208,25 +211,7 @@ def train(cfg: DictConfig) -> float:
                 release_run_dir(output_dir)
 
 
-def flat_config(cfg: DictConfig) -> dict:
-    """The resolved config as ``{"group.key": scalar}`` for TensorBoard's hparams table."""
-    skip = ("hydra", "paths", "callbacks", "logger")
-    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-             for k in cfg if k not in skip}
-    flat = {}
-
-    def walk(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            elif not str(key).startswith("_"):
-                flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-
-    walk(plain)
-    return flat
-
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONFIG_PACKAGE = "transferlab.conf"  # the configs travel inside the package; Hydra finds them as pkg://transferlab.conf
 
 
 def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | None = None) -> DictConfig:
@@ -234,21 +219,24 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | P
 
     Args:
         overrides: command-line style overrides, e.g. ``["strategy=linear_probe", "trainer.max_epochs=2"]``.
-        output_dir: the run folder; default ``outputs/runs/<timestamp>`` under the current directory.
+        output_dir: the run folder; default a new ``<paths.log_dir>/runs/<time>_<strategy>-<model>`` as on the
+            command line (``paths.log_dir`` is ``outputs/`` under the current directory unless
+            ``TRANSFERLAB_OUTPUTS`` says otherwise). A folder that holds an earlier run is refused before anything
+            is written (``run_folder.check_fresh``).
 
     Example:
         >>> cfg = load_config(["trainer.max_epochs=1"])
         >>> test_acc = train(cfg)  # doctest: +SKIP
     """
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_PACKAGE, version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     HydraConfig().set_config(cfg)
-    default_dir = Path("outputs") / "runs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    output_dir = Path(output_dir or default_dir).resolve()
+    output_dir = Path(output_dir or cfg.hydra.run.dir).resolve()  # default: runs/<time>_<strategy>-<model>
+    check_fresh(output_dir)  # a re-run notebook cell must not rewrite an earlier run's config.yaml
     with open_dict(cfg):
         cfg.paths.root_dir = str(Path.cwd())
         cfg.paths.output_dir = str(output_dir)
@@ -288,9 +276,11 @@ def load_module(ckpt_path: str | Path):
     the checkpoint saved (plain containers), so no data is needed.
     """
     ckpt = load_checkpoint(ckpt_path)
-    config = Path(ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
-    if not config.is_file():
-        raise TransferlabError(f"ckpt={ckpt_path}: no {config}; keep the checkpoint inside its run folder")
+    run_dir = Path(ckpt_path).resolve().parent.parent  # the command line's .hydra/, or load_config's config.yaml
+    config = next((p for p in (run_dir / ".hydra" / "config.yaml", run_dir / "config.yaml") if p.is_file()), None)
+    if config is None:
+        raise TransferlabError(f"ckpt={ckpt_path}: no {run_dir / '.hydra' / 'config.yaml'}; keep the checkpoint "
+                               "inside its run folder")
     cfg = OmegaConf.load(config)
     for group in ("model", "strategy"):
         check_targets(cfg[group], str(config))

@@ -18,12 +18,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from transferlab.callbacks.preemption import EXIT_CODE
-from transferlab.contracts.errors import print_error, user_error
+from transferlab.contracts.errors import print_error, report, user_error
 from transferlab.entry import run_app
-from transferlab.experiment import CONFIG_DIR, train
+from transferlab.experiment import CONFIG_PACKAGE, train
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")  # absolute: also in-process
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config")  # also when installed
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
@@ -33,11 +33,18 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(EXIT_CODE)
     except Exception as err:
         problem = user_error(err)
-        if problem is None or HydraConfig.get().mode != RunMode.MULTIRUN:
-            raise  # a single run: entry.run_app prints a user error as one line and exits 2
+        if problem is None:
+            raise  # a bug: its traceback
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            report(problem)  # one line, exit code 2 (before Hydra adds "Error executing job with overrides")
         print_error(problem)
         return math.nan  # this job failed (see its metrics.json); the sweep goes on
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``transferlab`` console script: ``transferlab k=v ...`` is ``python -m transferlab.run k=v ...``."""
     run_app(main)
+
+
+if __name__ == "__main__":
+    cli()

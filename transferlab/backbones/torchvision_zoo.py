@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 
 import torch
@@ -70,13 +73,19 @@ def build_torchvision(name: str, pretrained: bool) -> Backbone:
         raise TransferlabError(f"unknown torchvision backbone '{name}' (choose from {', '.join(FAMILIES)}, "
                                "or use model=timm model.name=...)")
     weights = torchvision.models.get_model_weights(name).DEFAULT
-    try:
-        model = torchvision.models.get_model(name, weights=weights if pretrained else None)
+    cached = cached_weights_path(weights)
+    fetching = pretrained and not cached.is_file()
+    try:  # torch hub's own download, its "Downloading: ..." line held back: offline, only the error line shows
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            model = torchvision.models.get_model(name, weights=weights if pretrained else None)
     except (OSError, RuntimeError) as err:  # URLError is an OSError; a broken cache file raises RuntimeError
         raise TransferlabError(
-            f"ImageNet weights for {name} are not in {cached_weights_path(weights)} and could not be downloaded "
-            f"({type(err).__name__}); copy the file there, or use model.weights=none or model.weights=/path/to/file"
-        ) from None
+            f"ImageNet weights for {name} are not in {cached} and could not be {'downloaded' if fetching else 'read'} "
+            f"({type(err).__name__}); put the file from {weights.url} there, or use model.weights=/path/to/file, "
+            "or model=efficientnet_lite0 (its ImageNet weights ship in a package: no download), or model.weights=none "
+            "to start from random weights") from None
+    if fetching:
+        print(f"transferlab: downloaded ImageNet weights for {name} to {cached}", file=sys.stderr)
     preset = weights.transforms()
     data_config = DataConfig(mean=tuple(preset.mean), std=tuple(preset.std), input_size=preset.crop_size[0],
                              interpolation=preset.interpolation.value,

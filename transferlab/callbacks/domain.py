@@ -15,7 +15,9 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
@@ -32,6 +34,7 @@ VALIDATORS = ("val/acc", "val/im", "val/snd", "val/neg_dev_risk")
 ORACLE = "val/target_acc_oracle"
 DISCRIMINATOR_WINS = 0.9  # last epoch's domain/acc at or above this: the domains stay separable
 IM_COLLAPSE = 0.5  # last epoch's IM below this share of its best: target predictions collapsed
+_LEGEND_CLASSES_MAX = 40  # more classes: the embedding legend shows only the domain markers
 
 
 def harm_warnings(history: list[dict]) -> list[str]:
@@ -173,7 +176,7 @@ class DomainReport(L.Callback):
             return
         source, target = self._features(trainer, pl_module)
         self._log(trainer, "domain/pad_end", proxy_a_distance(source["features"], target["features"]))
-        figure = self.embedding_figure(source, target)
+        figure = self.embedding_figure(source, target, getattr(trainer.datamodule, "class_names", None))
         out = self.dirpath if self.dirpath is not None else Path(trainer.default_root_dir) / "figures"
         out.mkdir(parents=True, exist_ok=True)
         save_figure(figure, out / "embedding.png", dpi=100, bbox_inches="tight")
@@ -182,31 +185,47 @@ class DomainReport(L.Callback):
                 logger.experiment.add_figure("fit/embedding", figure, global_step=trainer.global_step)
                 logger.experiment.flush()
 
-    def embedding_figure(self, source: dict, target: dict) -> Figure:
+    def embedding_figure(self, source: dict, target: dict, class_names: list[str] | None = None) -> Figure:
+        """Two scatter panels of the 2-D embedding: by domain, and by class with a legend of class colours.
+
+        Args:
+            source, target: ``collect`` outputs with ``features`` (N, D) and ``labels`` (N,; -1 = unlabelled).
+            class_names: legend labels of the classes; ``None`` (or too few) = class indices.
+        """
         features = torch.cat([source["features"], target["features"]]).numpy()
         if self.method == "tsne":
             points = TSNE(2, init="pca", perplexity=min(30.0, (len(features) - 1) / 3), random_state=0)
             points = points.fit_transform(features)
         else:
             points = PCA(2, random_state=0).fit_transform(features)
-        n = len(source["features"])
+        n, method = len(source["features"]), {"tsne": "t-SNE", "pca": "PCA"}[self.method]
         labels = torch.cat([source["labels"], target["labels"]]).numpy()
-        fig = Figure(figsize=(12, 5.5))
+        fig = Figure(figsize=(13, 5.5), layout="constrained")
         by_domain, by_class = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
         by_domain.scatter(*points[:n].T, s=6, c="tab:blue", label="source", alpha=0.6)
         by_domain.scatter(*points[n:].T, s=6, c="tab:red", label="target", alpha=0.6)
-        by_domain.legend(markerscale=3)
-        by_domain.set_title(f"by domain ({self.method})")
-        known = labels >= 0
-        domain_marker = np.r_[np.zeros(n, bool), np.ones(len(points) - n, bool)]
-        for marker, mask in (("o", known & ~domain_marker), ("x", known & domain_marker)):
-            by_class.scatter(*points[mask].T, s=8, c=labels[mask], cmap="tab10", marker=marker, alpha=0.7,
-                             vmin=0, vmax=max(int(labels.max()), 1))
-        by_class.set_title("by class (o source, x target)")
+        by_domain.legend(markerscale=3, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="domain")
+        by_domain.set_title("by domain")
+        num_classes = max(int(labels.max()) + 1, len(class_names or ()), 1)
+        names = [str(c) for c in (class_names if class_names and len(class_names) >= num_classes
+                                  else range(num_classes))]
+        cmap = colormaps["tab10" if num_classes <= 10 else "tab20" if num_classes <= 20 else "turbo"]
+        colours = cmap(np.arange(num_classes) if num_classes <= 20 else np.linspace(0, 1, num_classes))
+        known, is_target = labels >= 0, np.arange(len(points)) >= n
+        for marker, mask in (("o", known & ~is_target), ("x", known & is_target)):
+            by_class.scatter(*points[mask].T, s=8, c=colours[labels[mask]], marker=marker, alpha=0.7)
+        handles = [Line2D([], [], ls="", marker="s", color=colours[c], label=names[c][:16])
+                   for c in (range(num_classes) if num_classes <= _LEGEND_CLASSES_MAX else ())]
+        handles += [Line2D([], [], ls="", marker=m, color="dimgray", label=f"{d} ({m})")
+                    for m, d in (("o", "source"), ("x", "target"))]
+        by_class.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+                        title="class / domain", ncol=math.ceil(len(handles) / 22))
+        unlabelled = int((~known).sum())
+        by_class.set_title("by class" + (f" ({unlabelled} unlabelled not shown)" if unlabelled else ""))
         for ax in (by_domain, by_class):
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.tight_layout()
+        fig.suptitle(f"{method} of bottleneck features, validation splits: {n} source, {len(points) - n} target")
         return fig
 
     def metrics_report(self) -> dict:

@@ -11,11 +11,15 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from transferlab.atomic import atomic_open, save_figure
 
 _ANNOTATE_MAX, _TICKS_MAX = 20, 60
+_WRONG, _RIGHT = "red", "green"
+# Test loaders of two-domain data (``has_target_domain``): source test (0), then the labelled target's (1).
+_TEST_DOMAINS = ("source", "target")
 
 
 class EvaluationFigures(L.Callback):
@@ -29,10 +33,16 @@ class EvaluationFigures(L.Callback):
     ``test/confusion_matrix`` and ``test/predictions``) and to ``dirpath`` as ``confusion_matrix.png``,
     ``predictions.png`` and ``confusion_matrix.csv`` (raw counts, rows = true class, columns = predicted class).
 
+    Titles name the split and, when the datamodule has a target domain (``has_target_domain``), the domain of the
+    test loader whose outputs were drawn (loader 0 = source, 1 = labelled target), with the number of images and the
+    accuracy. The grid shows wrong predictions (red) before right ones (green).
+
     Args:
         dirpath: folder for the files; ``None`` means ``<trainer.default_root_dir>/figures``.
-        max_images: how many test images (the first ones seen) the prediction grid shows; 0 disables it.
-        normalize_confusion: row-normalise the plotted matrix (the CSV always holds counts).
+        max_images: how many test images the prediction grid shows: the first wrong ones seen, then the first right
+            ones to fill it; 0 disables it.
+        normalize_confusion: row-normalise the plotted matrix (cells then show the share and the count; the CSV
+            always holds counts).
 
     Example:
         >>> trainer = L.Trainer(callbacks=[EvaluationFigures(max_images=16)])  # doctest: +SKIP
@@ -45,15 +55,19 @@ class EvaluationFigures(L.Callback):
         self.dirpath = Path(dirpath) if dirpath is not None else None
         self.max_images, self.normalize_confusion = int(max_images), bool(normalize_confusion)
         self._confmat: MulticlassConfusionMatrix | None = None
-        self._images: list[torch.Tensor] = []
-        self._preds: list[int] = []
-        self._targets: list[int] = []
-        self._confs: list[float] = []
+        self._errors: list[tuple[torch.Tensor, int, int, float]] = []  # (image, pred, true, confidence)
+        self._correct: list[tuple[torch.Tensor, int, int, float]] = []
+        self._loaders: set[int] = set()
+
+    @property
+    def shown(self) -> list[tuple[torch.Tensor, int, int, float]]:
+        """The prediction grid's ``(image, pred, true, confidence)``: errors first, at most ``max_images``."""
+        return (self._errors + self._correct)[: self.max_images]
 
     # --- collection ---------------------------------------------------------------------------------------------
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self._confmat = None
-        self._images, self._preds, self._targets, self._confs = [], [], [], []
+        self._errors, self._correct, self._loaders = [], [], set()
         num_classes = getattr(pl_module, "num_classes", None)
         if num_classes is not None:  # create now so every DDP rank holds a metric to sync, batches or not
             self._confmat = MulticlassConfusionMatrix(int(num_classes)).to(pl_module.device)
@@ -64,17 +78,19 @@ class EvaluationFigures(L.Callback):
         logits, target = outputs["logits"].detach(), outputs["target"].detach()
         if self._confmat is None:
             self._confmat = MulticlassConfusionMatrix(logits.shape[1]).to(logits.device)
-        probs = logits.float().softmax(dim=-1)
-        conf, pred = probs.max(dim=-1)
+        self._loaders.add(int(dataloader_idx))
+        conf, pred = logits.float().softmax(dim=-1).max(dim=-1)
         self._confmat.update(pred.to(self._confmat.device), target.to(self._confmat.device))
-        room = self.max_images - len(self._images)
         images = outputs.get("images", batch[0] if isinstance(batch, (list, tuple)) else None)
-        if room > 0 and torch.is_tensor(images):
-            images = images[:room].detach().float().cpu()
-            self._images.extend(self._to_unit_range(images, trainer))
-            self._preds += pred[:room].tolist()
-            self._targets += target[:room].tolist()
-            self._confs += conf[:room].tolist()
+        if not torch.is_tensor(images):
+            return
+        conf, pred, target = conf.cpu(), pred.cpu(), target.cpu()
+        wrong = pred != target
+        for kept, mask in ((self._errors, wrong), (self._correct, ~wrong)):
+            rows = mask.nonzero().flatten()[: self.max_images - len(kept)]
+            if len(rows):
+                pixels = self._to_unit_range(images[rows.to(images.device)].detach().float().cpu(), trainer)
+                kept += zip(pixels, pred[rows].tolist(), target[rows].tolist(), conf[rows].tolist())
 
     @staticmethod
     def _to_unit_range(images: torch.Tensor, trainer) -> list[torch.Tensor]:
@@ -87,6 +103,13 @@ class EvaluationFigures(L.Callback):
             low = images.amin(dim=(1, 2, 3), keepdim=True)
             images = (images - low) / (images.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-12)
         return list(images.clamp(0.0, 1.0))
+
+    def context(self, trainer) -> str:
+        """What the figures show: ``"test"``, or e.g. ``"test (target domain)"`` for two-domain data."""
+        if not getattr(getattr(trainer, "datamodule", None), "has_target_domain", False) or not self._loaders:
+            return "test"
+        domains = [_TEST_DOMAINS[i] if i < len(_TEST_DOMAINS) else f"loader {i}" for i in sorted(self._loaders)]
+        return f"test ({' + '.join(domains)} domain)"
 
     # --- output -------------------------------------------------------------------------------------------------
     def on_test_epoch_end(self, trainer, pl_module) -> None:
@@ -105,9 +128,10 @@ class EvaluationFigures(L.Callback):
             writer = csv.writer(f)
             writer.writerow(["true\\pred", *names])
             writer.writerows([name, *row.tolist()] for name, row in zip(names, matrix))
-        figures = {"confusion_matrix": self._confusion_figure(matrix, names)}
-        if self._images:
-            figures["predictions"] = self._prediction_figure(names)
+        context = self.context(trainer)
+        figures = {"confusion_matrix": self._confusion_figure(matrix, names, context)}
+        if self.shown:
+            figures["predictions"] = self._prediction_figure(names, context, matrix)
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         for name, fig in figures.items():
             save_figure(fig, out / f"{name}.png", dpi=100, bbox_inches="tight")
@@ -116,18 +140,24 @@ class EvaluationFigures(L.Callback):
         for logger in loggers:  # figures are plain ``Figure`` objects (no pyplot state to close)
             logger.experiment.flush()
 
-    def _confusion_figure(self, matrix: np.ndarray, names: list[str]) -> Figure:
+    @staticmethod
+    def _summary(matrix: np.ndarray) -> str:
+        total, right = int(matrix.sum()), int(np.trace(matrix))
+        return f"N={total} images, accuracy {right / total:.3f}" if total else "N=0 images"
+
+    def _confusion_figure(self, matrix: np.ndarray, names: list[str], context: str) -> Figure:
         n = len(matrix)
         values = matrix.astype(np.float64)
         if self.normalize_confusion:
             values = values / np.maximum(values.sum(axis=1, keepdims=True), 1.0)
-        side = min(max(4.0, 0.5 * n + 2.0), 30.0)
+        side = min(max(4.5, 0.6 * n + 2.0), 30.0)
         fig = Figure(figsize=(side + 1.0, side))
         ax = fig.add_subplot()
         image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if self.normalize_confusion else None)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        title = "confusion matrix (row-normalised)" if self.normalize_confusion else "confusion matrix (counts)"
-        ax.set(xlabel="predicted", ylabel="true", title=title)
+        cells = "share of the true class (count)" if self.normalize_confusion else "counts"
+        ax.set(xlabel="predicted class", ylabel="true class",
+               title=f"{context}: confusion matrix\n{self._summary(matrix)}; cells: {cells}")
         if n <= _TICKS_MAX:
             ax.set_xticks(range(n), [s[:16] for s in names], rotation=45, ha="right", fontsize=8)
             ax.set_yticks(range(n), [s[:16] for s in names], fontsize=8)
@@ -135,28 +165,32 @@ class EvaluationFigures(L.Callback):
             threshold = 0.5 if self.normalize_confusion else values.max() / 2.0  # white text on dark cells
             for i in range(n):
                 for j in range(n):
-                    text = f"{values[i, j]:.2f}" if self.normalize_confusion else str(matrix[i, j])
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7 if n > 10 else 9,
+                    text = f"{values[i, j]:.2f}\n({matrix[i, j]})" if self.normalize_confusion else str(matrix[i, j])
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7 if n > 10 else 8,
                             color="white" if values[i, j] > threshold else "black")
         fig.tight_layout()
         return fig
 
-    def _prediction_figure(self, names: list[str]) -> Figure:
-        count = len(self._images)
-        cols = math.ceil(math.sqrt(count))
-        rows = math.ceil(count / cols)
-        fig = Figure(figsize=(2.4 * cols, 2.4 * rows))
+    def _prediction_figure(self, names: list[str], context: str, matrix: np.ndarray) -> Figure:
+        shown = self.shown
+        errors = sum(pred != true for _, pred, true, _ in shown)
+        cols = math.ceil(math.sqrt(len(shown)))
+        rows = math.ceil(len(shown) / cols)
+        fig = Figure(figsize=(max(2.4 * cols, 6.0), 2.4 * rows + 1.0), layout="constrained")
 
         def label(c: int) -> str:
             return names[c][:12] if 0 <= c < len(names) else str(c)
 
-        for k, (image, pred, true, conf) in enumerate(zip(self._images, self._preds, self._targets, self._confs)):
+        for k, (image, pred, true, conf) in enumerate(shown):
             ax = fig.add_subplot(rows, cols, k + 1)
             pixels = image.permute(1, 2, 0).numpy()
             gray = pixels.shape[-1] == 1
             ax.imshow(pixels[..., 0] if gray else pixels, cmap="gray" if gray else None, vmin=0.0, vmax=1.0)
             ax.set_title(f"{label(pred)} ({conf:.2f}) / {label(true)}", fontsize=8,
-                         color="green" if pred == true else "red")
+                         color=_RIGHT if pred == true else _WRONG)
             ax.axis("off")
-        fig.tight_layout()
+        fig.suptitle(f"{context}: {self._summary(matrix)}\n{errors} of {len(shown)} shown are errors (shown first); "
+                     f"title = predicted (confidence) / true", fontsize=10)
+        handles = [Patch(color=_WRONG, label="wrong prediction"), Patch(color=_RIGHT, label="right prediction")]
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
         return fig
