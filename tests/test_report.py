@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+import torch
 from conftest import FAST, run_cli
 
 from transferlab.report import best_epoch, headline, summary
@@ -20,6 +22,10 @@ def test_a_run_ends_with_its_summary_on_the_console_and_in_run_log(tmp_path):
     assert metrics["test"]["test/acc"] == metrics["metrics"]["test/acc"]
     best = metrics["best"]
     assert best["monitor"] == "val/acc" and best["epoch"] in (0, 1) and best["checkpoint"].endswith(".ckpt")
+    # "best" is what the tested (best) checkpoint scored, not the last epoch's value
+    states = torch.load(best["checkpoint"], map_location="cpu", weights_only=True)["callbacks"].values()
+    scores = [float(s["best_model_score"]) for s in states if s.get("monitor") == "val/acc" and "best_model_score" in s]
+    assert scores and best["value"] == pytest.approx(scores[0])
     for text in (done.stdout + done.stderr, (run / "run.log").read_text()):
         assert "run completed" in text and re.search(rf"run folder +{re.escape(str(run))}", text)
         assert re.search(rf"best val/acc +{best['value']:.4f} \(epoch {best['epoch']}\)", text)

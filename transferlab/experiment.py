@@ -84,6 +84,13 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if v.numel() == 1}
 
 
+def best_score(trainer: L.Trainer, last: float) -> float:
+    """The monitored value at the best checkpoint's epoch (what the tested weights scored), else ``last``: the value
+    sweepers optimise and the summary reports as "best"."""
+    score = getattr(trainer.checkpoint_callback, "best_model_score", None)
+    return float(score) if score is not None else last
+
+
 def strict_json(value):
     """``value`` with every NaN or infinity replaced by None, so ``json.dumps`` writes strict JSON (``null``)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -182,7 +189,7 @@ def train(cfg: DictConfig) -> float:
             trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None, verbose=False)
         metrics = {**validated, **final_metrics(trainer)}
         payload.update(status="completed", metrics=metrics, best_model_path=best,
-                       monitor_value=metrics.get(cfg.monitor, math.nan))
+                       monitor_value=best_score(trainer, metrics.get(cfg.monitor, math.nan)))
         for source in (module, *trainer.callbacks):  # extra entries, e.g. DA model-selection reports
             if callable(getattr(source, "metrics_report", None)):
                 payload.update(source.metrics_report())

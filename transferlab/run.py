@@ -25,8 +25,11 @@ from transferlab.experiment import CONFIG_PACKAGE, train
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config")  # also when installed
 def main(cfg: DictConfig) -> float | None:
+    """Train; return the monitored value for sweepers, or None for a job without one (failed, or no such metric),
+    which the Optuna sweeper records as a failed trial (a NaN would end its whole search)."""
     try:
-        return train(cfg)
+        value = train(cfg)
+        return None if math.isnan(value) else value
     except SIGTERMException:  # callbacks.preemption saved last.ckpt and said so
         if (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file():
             print("transferlab: continue with the same command and resume=auto", file=sys.stderr)
@@ -38,7 +41,7 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             report(problem)  # one line, exit code 2 (before Hydra adds "Error executing job with overrides")
         print_error(problem)
-        return math.nan  # this job failed (see its metrics.json); the sweep goes on
+        return None  # this job failed (see its metrics.json); the sweep goes on
 
 
 def cli() -> None:

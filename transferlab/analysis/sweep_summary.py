@@ -6,9 +6,11 @@ Jobs are ranked by the runs' own ``monitor`` (a validation metric: what checkpoi
 by a test metric by default: test columns are the outcome of that choice, not a criterion for it.
 
 Each job folder (``<sweep>/<hydra.job.num>/``) holds ``.hydra/overrides.yaml`` and ``metrics.json``
-(written by ``transferlab.run``). Only ``summary.csv``, ``summary.md``, ``heatmap.png`` (two swept parameters),
-``bar.png`` (one), ``parallel.png`` (more) and ``tensorboard/`` (the same figures) are ever written in the sweep
-folder; nothing else there is touched.
+(written by ``transferlab.run``). A sweep over seeds (``-m seed=0,1,2,3,4 ...``) is also summarised per
+configuration (``sweep_configs``): mean ± std, 95% CI and n, the best mean chosen, test figures for it only.
+Only ``summary.csv`` (every job), ``summary_by_config.csv`` (seeds), ``summary.md``, ``heatmap.png`` (two swept
+parameters besides the seed), ``bar.png`` (one, or only seeds), ``parallel.png`` (more) and ``tensorboard/`` (the
+same figures) are ever written in the sweep folder; nothing else there is touched.
 """
 
 from __future__ import annotations
@@ -20,12 +22,25 @@ import json
 import logging
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from transferlab.analysis.sweep_configs import (
+    chart_title,
+    choice_text,
+    config_chart,
+    config_keys,
+    csv_columns,
+    figure,
+    group_configs,
+    is_seed_sweep,
+    table_rows,
+    value_key,
+)
 from transferlab.atomic import atomic_open, save_figure, write_text
 from transferlab.contracts.errors import TransferlabError, print_error
 from transferlab.entry import run_script
@@ -37,14 +52,6 @@ HEADLINE = ("test/", "val/", "train/loss", "train/acc")  # metric columns of sum
 
 def _job_key(path: Path) -> tuple:
     return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
-
-
-def _value_key(value) -> tuple:
-    """Numeric values in numeric order, then strings; for plot axes."""
-    try:
-        return (0, float(value), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(value))
 
 
 def _read_job(job_dir: Path, metric: str) -> tuple[dict, dict]:
@@ -113,20 +120,13 @@ def _finite_rows(rows: list[dict], metric: str) -> list[dict]:
             and math.isfinite(row[metric])]
 
 
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def parallel_coordinates(rows: list[dict], keys: list[str], metric: str, mode: str):
-    """One line per completed job across an axis per swept key and one for ``metric``, coloured by ``metric``."""
+def parallel_coordinates(rows: list[dict], keys: list[str], metric: str, mode: str, chosen: dict | None = None,
+                         title: str | None = None):
+    """One line per completed row across an axis per swept key and one for ``metric``, coloured by ``metric``;
+    ``chosen`` (one of ``rows``) drawn in red and named in the legend."""
     done = _finite_rows(rows, metric)
-    axes_values = [sorted({row.get(k, "") for row in rows}, key=_value_key) for k in keys]
-    fig = _figure(max(6.0, 1.8 * (len(keys) + 1)), 4.0)
+    axes_values = [sorted({row.get(k, "") for row in rows}, key=value_key) for k in keys]
+    fig = figure(max(6.0, 1.8 * (len(keys) + 1)), 4.0)
     ax = fig.add_subplot()
     values = [row[metric] for row in done]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
@@ -136,6 +136,9 @@ def parallel_coordinates(rows: list[dict], keys: list[str], metric: str, mode: s
         ys = [axes_values[i].index(row.get(k, "")) / max(len(axes_values[i]) - 1, 1) for i, k in enumerate(keys)]
         score = (row[metric] - low) / span
         ax.plot(range(len(keys) + 1), ys + [score], color=cmap(score if mode == "max" else 1 - score), alpha=0.8)
+        if row is chosen:
+            ax.plot(range(len(keys) + 1), ys + [score], color="red", linewidth=3, zorder=3,
+                    label=f"chosen (best {metric}, {mode})")
     for i, choices in enumerate(axes_values):
         for j, choice in enumerate(choices):
             ax.annotate(str(choice), (i, j / max(len(choices) - 1, 1)), fontsize=8, ha="right",
@@ -146,51 +149,18 @@ def parallel_coordinates(rows: list[dict], keys: list[str], metric: str, mode: s
     ax.set_yticks([])
     for x in range(len(keys) + 1):
         ax.axvline(x, color="grey", linewidth=0.8)
-    ax.set_title(f"{metric} over {len(keys)} swept parameters ({mode}; {len(done)} completed jobs)")
-    return fig
-
-
-def _plot(rows: list[dict], keys: list[str], metric: str, mode: str):
-    """Heatmap (two keys) or bar chart (one key) of ``metric``: the best value per cell."""
-    pick = max if mode == "max" else min
-    cells: dict[tuple, float] = {}
-    for row in _finite_rows(rows, metric):
-        cell = tuple(row.get(k, "") for k in keys)
-        cells[cell] = pick(cells.get(cell, row[metric]), row[metric])
-    axes_values = [sorted({row.get(k, "") for row in rows}, key=_value_key) for k in keys]
-    fig = _figure(max(4.0, 1.2 * len(axes_values[-1]) + 2),
-                  3.5 if len(keys) == 1 else max(3.0, 0.8 * len(axes_values[0]) + 1.5))
-    ax = fig.add_subplot()
-    if len(keys) == 1:
-        xs = axes_values[0]
-        heights = [cells.get((x,), math.nan) for x in xs]
-        bars = ax.bar(range(len(xs)), [0.0 if math.isnan(h) else h for h in heights], color="tab:blue")
-        ax.bar_label(bars, labels=["n/a" if math.isnan(h) else f"{h:.4g}" for h in heights])
-        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
-        ax.set_xlabel(keys[0])
-        ax.set_ylabel(metric)
-    else:
-        ys, xs = axes_values
-        grid = [[cells.get((y, x), math.nan) for x in xs] for y in ys]
-        image = ax.imshow(grid, cmap="viridis", aspect="auto")
-        fig.colorbar(image, ax=ax, label=metric)
-        low, high = image.get_clim()
-        for i, line in enumerate(grid):
-            for j, value in enumerate(line):
-                dark = not math.isnan(value) and (value - low) < 0.5 * ((high - low) or 1.0)
-                ax.text(j, i, "n/a" if math.isnan(value) else f"{value:.4g}", ha="center", va="center",
-                        color="white" if dark else "black")
-        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
-        ax.set_yticks(range(len(ys)), [str(y) for y in ys])
-        ax.set_xlabel(keys[1])
-        ax.set_ylabel(keys[0])
-    ax.set_title(f"{metric} by {' x '.join(keys)} ({mode})")
+    ax.set_title(title or f"{metric} over {len(keys)} swept parameters ({mode}; {len(done)} completed jobs)")
+    if chosen is not None and chosen in done:
+        fig.legend(loc="outside lower center", frameon=False)
     return fig
 
 
 def summarize(sweep_dir: str | Path, metric: str | None = None, mode: str | None = None,
               echo: bool = True) -> list[dict]:
     """Collect every job of a sweep into one table, sorted by ``metric``, and write it next to the jobs.
+
+    A sweep over seeds (``seed`` varies, or jobs share a configuration) is also summarised per configuration
+    (``summary_by_config.csv``, ``sweep_configs``): mean ± std, 95% CI and n, the best mean chosen.
 
     Args:
         sweep_dir: The multirun folder (``hydra.sweep.dir``) whose direct subfolders are jobs.
@@ -201,12 +171,30 @@ def summarize(sweep_dir: str | Path, metric: str | None = None, mode: str | None
 
     Returns:
         One dict per job, best first (failed, then missing, last): ``job``, one column per overridden
-        key (value strings), ``status``, the final metrics (floats), ``seconds`` and ``error`` if any.
+        key (value strings), ``status``, the final metrics (floats), ``seconds`` and ``error`` if any; in a
+        sweep over seeds also ``chosen`` (``"yes"`` for the jobs of the chosen configuration).
 
     Raises:
         ValueError: ``mode`` is neither ``"max"`` nor ``"min"``.
         FileNotFoundError: ``sweep_dir`` is not a folder.
     """
+    return summarize_sweep(sweep_dir, metric, mode, echo).rows
+
+
+@dataclass
+class SweepResult:
+    """What ``summarize_sweep`` found: per-job ``rows``, the ranking ``metric`` and ``mode``, and ``configs``
+    (per configuration, best mean first, as ``sweep_configs.group_configs``; empty unless a sweep over seeds)."""
+
+    rows: list[dict]
+    metric: str
+    mode: str
+    configs: list[dict] = field(default_factory=list)
+
+
+def summarize_sweep(sweep_dir: str | Path, metric: str | None = None, mode: str | None = None,
+                    echo: bool = True) -> SweepResult:
+    """``summarize``, returning the configurations of a sweep over seeds as well (see ``SweepResult``)."""
     if mode not in ("max", "min", None):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     sweep = Path(sweep_dir)
@@ -214,42 +202,86 @@ def summarize(sweep_dir: str | Path, metric: str | None = None, mode: str | None
         raise FileNotFoundError(f"sweep folder not found: {sweep}")
     jobs = sorted((p for p in sweep.iterdir() if p.is_dir() and ((p / ".hydra" / "overrides.yaml").is_file()
                                                                   or (p / "metrics.json").is_file())), key=_job_key)
-    if not jobs:
-        log.warning("No job folders in %s; nothing to summarise", sweep)
-        return []
     monitor, monitor_mode = _monitor(sweep, jobs)
     metric, mode = metric or monitor, mode or (monitor_mode if (metric or monitor) == monitor else "max")
+    if not jobs:
+        log.warning("No job folders in %s; nothing to summarise", sweep)
+        return SweepResult([], metric, mode)
     parsed = [_read_job(job, metric) for job in jobs]
     keys = list(dict.fromkeys(k for overrides, _ in parsed for k in overrides))
     rows = [{"job": row["job"], **{k: overrides.get(k, "") for k in keys}, **row} for overrides, row in parsed]
     rows.sort(key=lambda row: _sort_key(row, metric, mode))
     metric_cols = sorted({k for row in rows for k in row} - {"job", "status", "seconds", "error", *keys})
-    columns = ["job", *keys, "status", *metric_cols, "seconds"] + (["error"] if any("error" in r for r in rows) else [])
+    grouped, ckeys = is_seed_sweep(rows, keys), config_keys(keys)
+    configs = group_configs(rows, ckeys, metric, mode, metric_cols)
+    chosen = configs[0] if configs[0]["chosen"] else None
+    if grouped:
+        for row in rows:
+            row["chosen"] = "yes" if chosen and all(row[k] == chosen[k] for k in ckeys) else ""
+    lead = ["job", *keys, "status", *(["chosen"] if grouped else [])]
+    columns = [*lead, *metric_cols, "seconds"] + (["error"] if any("error" in r for r in rows) else [])
     with atomic_open(sweep / "summary.csv", "w") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
     headline = [metric] + [k for k in metric_cols if k != metric and k.startswith(HEADLINE)
                            and not k.endswith(("_step", "_epoch"))]
-    table = markdown_table(rows, ["job", *keys, "status", *headline, *columns[columns.index("seconds"):]])
+    job_columns = [*lead, *headline, *columns[columns.index("seconds"):]]
     caveat = ("the runs' monitored validation metric; test columns are the outcome of this choice, not a criterion"
               if metric == monitor else "not the runs' monitor" + (": ranking on a test metric selects on the test "
                                                                      "set" if metric.startswith("test/") else ""))
-    write_text(sweep / "summary.md", f"# Sweep summary: {sweep.name}\n\nRanked by `{metric}` ({mode}): {caveat}. "
-                                      f"Every metric is in summary.csv.\n\n{table}\n")
-    varying = [k for k in keys if len({row[k] for row in rows}) > 1]
-    figures = {}
-    if len(varying) in (1, 2):
-        figures["bar" if len(varying) == 1 else "heatmap"] = _plot(rows, varying, metric, mode)
-    elif len(varying) > 2:
-        figures["parallel"] = parallel_coordinates(rows, varying, metric, mode)
-    for name, fig in figures.items():
-        save_figure(fig, sweep / f"{name}.png", dpi=100)
-    if figures:
-        _log_to_tensorboard(sweep / "tensorboard", figures)
+    if grouped:
+        with atomic_open(sweep / "summary_by_config.csv", "w") as fh:
+            writer = csv.DictWriter(fh, fieldnames=csv_columns(configs, ckeys, metric, metric_cols), restval="",
+                                    extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(configs)
+        choice = choice_text(configs, metric, mode)
+        by_config = markdown_table(*table_rows(configs, ckeys, metric, headline))
+        table = f"{by_config}\n\n{choice}"
+        shown = [row if row["chosen"] else {k: v for k, v in row.items() if k == metric or not k.startswith("test/")}
+                 for row in rows]  # test figures of the other configurations stay in summary.csv
+        done = sum(row["status"] == "completed" for row in rows)
+        fixed = ", ".join(f"`{k}={rows[0][k]}`" for k in ckeys if len({row[k] for row in rows}) == 1)
+        write_text(sweep / "summary.md", f"# Sweep summary: {sweep.name}\n\n{len(configs)} configurations over "
+                   f"seeds, {len(rows)} jobs ({done} completed){'; the same in every job: ' + fixed if fixed else ''}"
+                   f". Configurations are ranked by the mean of `{metric}` "
+                   f"({mode}) over their seeds: {caveat}.\n\n{choice}\n\n## By configuration (mean ± std over "
+                   f"seeds; every metric in summary_by_config.csv)\n\n{by_config}\n\n"
+                   f"## Every job (test figures for the chosen configuration only; all in summary.csv)\n\n"
+                   f"{markdown_table(shown, job_columns)}\n")
+    else:
+        table = markdown_table(rows, job_columns)
+        write_text(sweep / "summary.md", f"# Sweep summary: {sweep.name}\n\nRanked by `{metric}` ({mode}): "
+                                          f"{caveat}. Every metric is in summary.csv.\n\n{table}\n")
+    _write_figures(sweep, rows, configs, [k for k in ckeys if len({row[k] for row in rows}) > 1], metric, mode,
+                   grouped)
     if echo:
         print(table)
-    return rows
+    return SweepResult(rows, metric, mode, configs if grouped else [])
+
+
+def _write_figures(sweep: Path, rows: list[dict], configs: list[dict], varying: list[str], metric: str, mode: str,
+                   grouped: bool) -> None:
+    """``bar.png`` (one varying key, or only seeds), ``heatmap.png`` (two) or ``parallel.png`` (more), also in
+    TensorBoard."""
+    figures = {}
+    if len(varying) in (1, 2) or (grouped and not varying):
+        figures["heatmap" if len(varying) == 2 else "bar"] = config_chart(configs, varying, metric, mode, grouped)
+    elif len(varying) > 2 and grouped:
+        name = f"mean {metric}"  # the axis parallel_coordinates shows
+        means = [{**{k: c[k] for k in varying}, "status": "completed" if c["n"] else "failed",
+                  name: c[f"{metric} mean"]} for c in configs]
+        figures["parallel"] = parallel_coordinates(means, varying, name, mode,
+                                                   chosen=means[0] if configs[0]["chosen"] else None,
+                                                   title=chart_title(metric, [], mode, configs, True, "mean"))
+    elif len(varying) > 2:
+        done = _finite_rows(rows, metric)
+        figures["parallel"] = parallel_coordinates(rows, varying, metric, mode, chosen=done[0] if done else None)
+    for name, fig in figures.items():
+        save_figure(fig, sweep / f"{name}.png", dpi=100, bbox_inches="tight")
+    if figures:
+        _log_to_tensorboard(sweep / "tensorboard", figures)
 
 
 def _log_to_tensorboard(log_dir: Path, figures: dict) -> None:
@@ -268,7 +300,7 @@ class SweepSummary(Callback):
     to the folder the jobs were written to (``${now:...}`` is a cached resolver, so it yields the same
     timestamp as when the sweeper created the folder). It is only called when ``sweeper.sweep`` returns:
     the BasicSweeper re-raises the first failed job's exception after each batch, which skips
-    ``on_multirun_end``. ``transferlab.run`` returns NaN for jobs failing with a TransferlabError, so those
+    ``on_multirun_end``. ``transferlab.run`` returns None for jobs failing with a TransferlabError, so those
     sweeps are summarised; any other job exception aborts the sweep before this hook (re-run by hand
     with the CLI). Hydra also wraps callbacks in try/except (a warning), but this one never raises anyway.
     """
@@ -280,9 +312,19 @@ class SweepSummary(Callback):
         """Write summary.csv / summary.md / heatmap.png in ``config.hydra.sweep.dir`` and print the table."""
         try:
             sweep_dir = Path(str(config.hydra.sweep.dir))
-            rows = summarize(sweep_dir, self.metric, self.mode)
-            if rows:
-                best, metric = rows[0], self.metric or _monitor(sweep_dir, [sweep_dir / r["job"] for r in rows])[0]
+            result = summarize_sweep(sweep_dir, self.metric, self.mode)
+            rows, metric = result.rows, result.metric
+            if result.configs and result.configs[0]["chosen"]:
+                best = result.configs[0]
+                outcome = ", ".join(f"{k[:-5]} = {_fmt(v)} ± {_fmt(best.get(k[:-5] + ' std'))}" for k, v in
+                                    best.items() if k.startswith("test/") and k.endswith(" mean")
+                                    and not k[:-5].endswith(("_step", "_epoch")))
+                log.info("Sweep summary of %d jobs in %s: %d configurations over seeds; chosen by the best mean %s: "
+                         "%s (%s = %s ± %s, n = %d of %d); its test figures (mean ± std): %s", len(rows), sweep_dir,
+                         len(result.configs), metric, best["_label"], metric, _fmt(best[f"{metric} mean"]),
+                         _fmt(best[f"{metric} std"]), best["n"], best["jobs"], outcome or "none")
+            elif rows:
+                best = rows[0]
                 outcome = ", ".join(f"{k} = {_fmt(v)}" for k, v in best.items() if k.startswith("test/")
                                     and not k.endswith(("_step", "_epoch")))
                 log.info("Sweep summary of %d jobs in %s: chosen by %s, job %s (%s = %s); its test figures: %s",
