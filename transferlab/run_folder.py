@@ -1,21 +1,69 @@
 """The run folder's one owner: an exclusive lock taken before anything is written, and no second run in a used folder.
 
 ``claim_run_dir`` is called by ``experiment.train`` (and, for the command line, by the ``FreshRunDir`` Hydra
-callback before Hydra writes its ``.hydra/`` files); ``release_run_dir`` when the run ends.
+callback before Hydra writes its ``.hydra/`` files); ``release_run_dir`` when the run ends. ``job_stamp`` (the
+``${transferlab.job_stamp:...}`` resolver in ``hydra.run.dir``) names the folder so that every rank of one torchrun or
+srun job computes the same one.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+import re
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import OmegaConf
 
 from transferlab.contracts.errors import TransferlabError, report, user_error
 
 _LOCKS: dict[Path, int] = {}  # run folder -> open lock file descriptor, held until the process ends
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def job_stamp(clock: str) -> str:
+    """The run folder's name before ``_<strategy>-<model>``: ``clock`` (Hydra's cached ``${now:...}``) for a run in
+    one process; for one process of several (``WORLD_SIZE`` > 1, or an ``srun`` step of several tasks) the launcher's
+    job identity instead, which every rank sees alike whatever its clock says:
+
+    - ``slurm<SLURM_JOB_ID>.<SLURM_STEP_ID>`` inside an ``srun`` step (plain ``srun`` or ``srun torchrun``);
+    - ``torchrun-<TORCHELASTIC_RUN_ID>``: torchrun's ``--rdzv-id`` (``--standalone`` draws a UUID, shortened here);
+    - ``-requeue<n>`` / ``-restart<n>`` after a SLURM requeue / torchrun restart: a new attempt, a new folder.
+
+    Raises:
+        TransferlabError: several processes but no shared identity (torchrun's default ``--rdzv-id`` is ``none``).
+    """
+    env = os.environ
+    srun = "SLURM_JOB_ID" in env and "SLURM_STEP_ID" in env
+    tasks = _env_int("SLURM_STEP_NUM_TASKS", _env_int("SLURM_NTASKS", 1))
+    if _env_int("WORLD_SIZE", 1) <= 1 and not (srun and tasks > 1):
+        return clock
+    parts = [f"slurm{env['SLURM_JOB_ID']}.{env['SLURM_STEP_ID']}"] if srun else []
+    run_id = env.get("TORCHELASTIC_RUN_ID", "none")
+    if run_id not in ("none", "", env.get("SLURM_JOB_ID")):
+        parts.append(f"torchrun-{run_id[:8] if _UUID.fullmatch(run_id) else run_id}")
+    if not parts:
+        raise TransferlabError("this process is one of several (WORLD_SIZE>1) but its ranks share no job id to name "
+                               "their run folder: give torchrun the same --rdzv-id=<unique job id> on every node "
+                               "(or --standalone on one node), or set hydra.run.dir")
+    attempts = [f"-{word}{n}" for word, n in (("requeue", _env_int("SLURM_RESTART_COUNT", 0)),
+                                                ("restart", _env_int("TORCHELASTIC_RESTART_COUNT", 0))) if n > 0]
+    return re.sub(r"[^A-Za-z0-9._-]", "-", "_".join(parts) + "".join(attempts))
+
+
+# Cached per process: the first answer sticks, like ${now:...}'s. Hydra's config re-resolves hydra.run.dir later,
+# e.g. Lightning's own DDP launcher after it has set WORLD_SIZE in rank 0 to start the other ranks.
+OmegaConf.register_new_resolver("transferlab.job_stamp", functools.cache(job_stamp), replace=True)
 
 
 def claim_run_dir(run_dir: str | Path) -> None:
@@ -78,5 +126,8 @@ class FreshRunDir(Callback):
     def on_run_start(self, config, **kwargs) -> None:
         try:
             claim_run_dir(config.hydra.run.dir)
-        except TransferlabError as err:
-            report(err)
+        except Exception as err:  # also one raised while resolving the folder's name (job_stamp)
+            problem = user_error(err)
+            if problem is None:
+                raise
+            report(problem)
