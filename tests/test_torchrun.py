@@ -129,9 +129,6 @@ def test_lambda_schedule_and_gradual_unfreezing_agree_across_ranks(ddp_run):
     assert weights[0][0]["epoch"] == 0 and weights[0][0] == weights[1][0]
 
 
-@pytest.mark.xfail(strict=True, reason="DDP averages the gradients of the parameters trainable when it wrapped the "
-                   "model; a stage unfrozen later (strategy.unfreeze_epochs) trains on each rank's own gradients, so "
-                   "the ranks' weights drift apart from that epoch on")
 def test_weights_agree_across_ranks_after_every_epoch(ddp_run):
     """Identical averaged gradients and one optimizer: every parameter equal on both ranks, bit for bit."""
     records = ranks_records(ddp_run, "weights")
@@ -194,8 +191,6 @@ def test_best_checkpoint_retested_in_one_process_gives_the_same_test_metrics(ddp
     assert test[f"test/{domain}_loss"] in (pytest.approx(rank0, rel=1e-5), pytest.approx(everyone, rel=1e-5))
 
 
-@pytest.mark.xfail(strict=True, reason="test/*_loss is logged without sync_dist=True (strategies/domain_adaptation.py "
-                   "test_step): under DDP metrics.json holds rank 0's half of the test set")
 def test_test_losses_average_over_all_ranks(ddp_run, retest):
     _, single = retest
     for loader, domain in ((0, "source"), (1, "target")):

@@ -113,11 +113,29 @@ class TransferModule(L.LightningModule):
         if best is not None and math.isfinite(best) and self.trainer.ckpt_path is not None:
             self.val_acc_best.update(best)  # a resumed run remembers the epochs before the interruption
 
+    def on_fit_start(self) -> None:
+        """Note the parameters DDP averages: those trainable when it wrapped the module (just before this hook)."""
+        self._ddp_averaged = {id(p) for p in self.parameters() if p.requires_grad}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Average across ranks the gradients DDP does not: those of stages unfrozen after it wrapped the module
+        (``unfreeze_epochs``), which would otherwise train on each rank's own batches and drift apart."""
+        if self.trainer.world_size <= 1:
+            return
+        grads = [p.grad for p in self.parameters()
+                 if p.requires_grad and p.grad is not None and id(p) not in self._ddp_averaged]
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            torch.distributed.all_reduce(flat)
+            flat /= self.trainer.world_size
+            for grad, chunk in zip(grads, flat.split([g.numel() for g in grads])):
+                grad.copy_(chunk.view_as(grad))
+
     def validation_step(self, batch, batch_idx):
         images, target = batch
         logits = self(images)
         self.val_acc(logits, target)
-        self.log("val/loss", self.classification_loss(logits, target), on_epoch=True, prog_bar=True)
+        self.log("val/loss", self.classification_loss(logits, target), on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
@@ -129,7 +147,7 @@ class TransferModule(L.LightningModule):
         logits = self(images)
         loss = self.classification_loss(logits, target)
         self.test_acc(logits, target)
-        self.log("test/loss", loss, on_epoch=True)
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
         return {"loss": loss, "logits": logits.detach(), "target": target}
 

@@ -137,7 +137,7 @@ class DomainAdaptation(Finetune):
         if dataloader_idx == 0:
             losses = F.cross_entropy(logits.float(), labels, reduction="none")
             self.val_acc(logits, labels)
-            self.log("val/loss", losses.mean(), on_epoch=True, prog_bar=True, add_dataloader_idx=False)
+            self.log("val/loss", losses.mean(), on_epoch=True, prog_bar=True, add_dataloader_idx=False, sync_dist=True)
             self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, add_dataloader_idx=False)
             self._outputs["source_val_features"].append(features.float())
             self._outputs["source_val_losses"].append(losses)
@@ -167,7 +167,7 @@ class DomainAdaptation(Finetune):
         loss = self.classification_loss(logits, labels)
         domain, metric = (("source", self.test_acc), ("target", self.target_test_acc))[dataloader_idx]
         metric(logits, labels)
-        self.log(f"test/{domain}_loss", loss, on_epoch=True, add_dataloader_idx=False)
+        self.log(f"test/{domain}_loss", loss, on_epoch=True, add_dataloader_idx=False, sync_dist=True)
         self.log(f"test/{domain}_acc", metric, on_epoch=True, add_dataloader_idx=False)
         if dataloader_idx == len(self.trainer.test_dataloaders) - 1:  # figures show the target when labelled
             return {"loss": loss, "logits": logits.detach(), "target": labels}
