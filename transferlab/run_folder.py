@@ -61,9 +61,15 @@ def job_stamp(clock: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", "_".join(parts) + "".join(attempts))
 
 
-# Cached per process: the first answer sticks, like ${now:...}'s. Hydra's config re-resolves hydra.run.dir later,
-# e.g. Lightning's own DDP launcher after it has set WORLD_SIZE in rank 0 to start the other ranks.
-OmegaConf.register_new_resolver("transferlab.job_stamp", functools.cache(job_stamp), replace=True)
+@functools.cache
+def job_stamp_once(clock: str) -> str:
+    """``job_stamp``, cached per process: the first answer sticks, like ``${now:...}``'s. Hydra's config re-resolves
+    hydra.run.dir later, e.g. Lightning's own DDP launcher after it has set WORLD_SIZE in rank 0 to start the other
+    ranks. A module-level function, so launchers that pickle the job (submitit, joblib) find it by name."""
+    return job_stamp(clock)
+
+
+OmegaConf.register_new_resolver("transferlab.job_stamp", job_stamp_once, replace=True)
 
 
 def claim_run_dir(run_dir: str | Path) -> None:
