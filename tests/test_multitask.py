@@ -240,3 +240,151 @@ def test_prediction_columns_for_each_task_kind():
         {"prob_x": "0.100000", "prob_y": "0.700000"}, {"prob_x": "0.500000", "prob_y": "0.300000"}]
     assert task_columns(torch.tensor([[1.5], [-2.0]]), ["0"], "regression", 5, "age_") == [
         {"age_value": "1.500000"}, {"age_value": "-2.000000"}]
+
+
+# --- uncertainty weighting (Kendall, Gal & Cipolla 2018) with task weights -------------------------------------------
+def small_multitask(make_cfg, tasks, weighting="uncertainty"):
+    """A Multitask module on an untrained backbone; its ``compute_losses`` is fed outputs directly."""
+    return Multitask(instantiate(make_cfg("model.weights=none").model), tasks=tasks, weighting=weighting,
+                     optimizer=None)
+
+
+def test_uncertainty_loss_is_kendalls_form_scaled_by_each_weight():
+    """combine_losses = sum_i w_i * (c_i * exp(-s_i) * L_i + s_i / 2), c = 1 (classification) or 1/2 (regression)."""
+    from transferlab.strategies.multitask import LIKELIHOOD_SCALE, combine_losses
+
+    assert LIKELIHOOD_SCALE == {"multiclass": 1.0, "multilabel": 1.0, "regression": 0.5}
+    losses = [0.7, 1.3, 0.4, 2.5]
+    log_vars = [0.2, -0.5, 1.1, 0.3]
+    weights = [1.0, 0.5, 2.0, 0.0]
+    scales = [1.0, 1.0, 0.5, 1.0]  # multiclass, multilabel, regression, multiclass with weight 0
+    expected = sum(w * (c * math.exp(-s) * loss + 0.5 * s) for loss, s, w, c in zip(losses, log_vars, weights, scales))
+    s = torch.tensor(log_vars, dtype=torch.float64, requires_grad=True)
+    as_tensor = {"losses": torch.tensor(losses, dtype=torch.float64),
+                 "weights": torch.tensor(weights, dtype=torch.float64),
+                 "scales": torch.tensor(scales, dtype=torch.float64)}
+    total = combine_losses(as_tensor["losses"], as_tensor["weights"], s, as_tensor["scales"])
+    assert total.item() == pytest.approx(expected, rel=1e-14, abs=0)
+    total.backward()
+    grads = [w * (0.5 - c * math.exp(-si) * loss) for loss, si, w, c in zip(losses, log_vars, weights, scales)]
+    assert s.grad.tolist() == pytest.approx(grads, rel=1e-12, abs=1e-15)
+    assert s.grad[3] == 0  # weight 0: the task's whole term, its s term included, is gone
+    # A task without labels in the batch drops out entirely; fixed weighting is sum_i w_i * L_i.
+    present = torch.tensor([True, False, True, True])
+    dropped = combine_losses(as_tensor["losses"], as_tensor["weights"], s, as_tensor["scales"], present)
+    term_1 = weights[1] * (math.exp(-log_vars[1]) * losses[1] + 0.5 * log_vars[1])
+    assert dropped.item() == pytest.approx(expected - term_1, rel=1e-14, abs=0)
+    fixed = combine_losses(as_tensor["losses"], as_tensor["weights"])
+    assert fixed.item() == pytest.approx(sum(w * loss for w, loss in zip(weights, losses)), rel=1e-14, abs=0)
+
+
+def test_module_total_follows_the_form_of_each_task_kind(make_cfg):
+    """The module's total over real outputs: classification, multi-label and regression forms, weights and a task
+    without labels; the log-variances are in the state dict (checkpoints, resume) and load back."""
+    from torch.nn import functional as F
+
+    tasks = [{"name": "digit", "num_classes": 10, "weight": 1.0},
+             {"name": "flags", "num_classes": 3, "kind": "multilabel", "weight": 0.5},
+             {"name": "size", "num_classes": 1, "kind": "regression", "weight": 2.0},
+             {"name": "parity", "num_classes": 2, "weight": 0.5}]
+    module = small_multitask(make_cfg, tasks)
+    log_vars = [0.3, -0.4, 0.8, 1.5]
+    with torch.no_grad():
+        module.log_vars.copy_(torch.tensor(log_vars))
+    g = torch.Generator().manual_seed(0)
+    outputs = {"digit": torch.randn(6, 10, generator=g), "flags": torch.randn(6, 3, generator=g),
+               "size": torch.randn(6, 1, generator=g), "parity": torch.randn(6, 2, generator=g)}
+    targets = {"digit": torch.tensor([0, 3, 9, 1, -1, 4]), "flags": torch.randint(0, 2, (6, 3), generator=g).float(),
+               "size": torch.tensor([1.5, -0.5, math.nan, 2.0, 0.0, 0.7]), "parity": torch.full((6,), -1)}
+    total, losses, _ = module.compute_losses(outputs, targets)
+    keep = [0, 1, 2, 3, 5]
+    by_hand = {"digit": F.cross_entropy(outputs["digit"][keep], targets["digit"][keep]).item(),
+               "flags": F.binary_cross_entropy_with_logits(outputs["flags"], targets["flags"]).item(),
+               "size": F.mse_loss(outputs["size"][[0, 1, 3, 4, 5], 0], targets["size"][[0, 1, 3, 4, 5]]).item()}
+    assert {k: losses[k].item() for k in by_hand} == pytest.approx(by_hand, rel=1e-6)
+    s = dict(zip(("digit", "flags", "size"), log_vars))
+    expected = (1.0 * (math.exp(-s["digit"]) * by_hand["digit"] + 0.5 * s["digit"])
+                + 0.5 * (math.exp(-s["flags"]) * by_hand["flags"] + 0.5 * s["flags"])
+                + 2.0 * (0.5 * math.exp(-s["size"]) * by_hand["size"] + 0.5 * s["size"]))  # parity: no label
+    assert total.item() == pytest.approx(expected, rel=1e-6)
+    effective = [1.0 * math.exp(-0.3), 0.5 * math.exp(0.4), 2.0 * 0.5 * math.exp(-0.8), 0.5 * math.exp(-1.5)]
+    assert module.effective_weights().tolist() == pytest.approx(effective, rel=1e-6)
+
+    state = module.state_dict()
+    assert "log_vars" in state and not any("task_weights" in k or "likelihood_scales" in k for k in state)
+    fresh = small_multitask(make_cfg, tasks)
+    fresh.load_state_dict(state)  # strict: the checkpoint's keys are exactly the module's
+    assert torch.equal(fresh.log_vars, module.log_vars)
+    assert fresh.compute_losses(outputs, targets)[0].item() == pytest.approx(total.item(), rel=1e-6)
+
+
+def test_weight_scales_the_effective_weight_at_the_optimal_log_variance(make_cfg):
+    """For fixed losses L the learned s reaches s* = log(2L) (classification) or log(L) (regression), whatever the
+    weight, so the effective weight there is w / (2L): proportional to w. (The old sum_i w_i exp(-s_i) L_i + s_i
+    had s* = log(wL) and effective weight 1/L for every w.)"""
+    tasks = [{"name": "a", "num_classes": 2, "weight": 1.0}, {"name": "b", "num_classes": 2, "weight": 0.5},
+             {"name": "c", "num_classes": 2, "weight": 0.25}, {"name": "r", "num_classes": 1, "kind": "regression",
+                                                                "weight": 0.5}]
+    module = small_multitask(make_cfg, tasks)
+    g = torch.Generator().manual_seed(1)
+    outputs = {n: torch.randn(16, 2 if n != "r" else 1, generator=g) for n in "abcr"}
+    targets = {n: torch.randint(0, 2, (16,), generator=g) for n in "abc"} | {"r": torch.randn(16, generator=g)}
+    optimizer = torch.optim.LBFGS([module.log_vars], lr=1, max_iter=200, tolerance_grad=1e-10,
+                                  tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        total = module.compute_losses(outputs, targets)[0]
+        total.backward()
+        return total
+
+    optimizer.step(closure)
+    _, losses, _ = module.compute_losses(outputs, targets)
+    loss = torch.stack([losses[n] for n in "abcr"]).detach()
+    optimum = torch.log(torch.stack([2 * loss[0], 2 * loss[1], 2 * loss[2], loss[3]]))
+    assert torch.allclose(module.log_vars.detach(), optimum, atol=1e-4)
+    weights = torch.tensor([1.0, 0.5, 0.25, 0.5])
+    effective = module.effective_weights().detach()
+    assert torch.allclose(effective, weights / (2 * loss), rtol=1e-4)
+    assert torch.allclose(effective * loss, weights / 2, rtol=1e-4)  # each task's pull w_i/2, whatever its loss
+
+
+def test_changing_a_weight_changes_the_learned_balance(make_cfg):
+    """Two binary tasks that disagree pull one shared logit z (each head's logits are (0, z)): task a's labels are
+    3/4 class 1, b's 3/4 class 0, so L_b(z) = L_a(-z). With s and z learned together, equal weights balance at z = 0;
+    quartering b's weight moves z towards a's optimum (logit(3/4) = 1.10), so b's loss rises relative to a's. Under
+    the old form the weight was absorbed into s (effective weight 1/L_i for any w) and z stayed at 0."""
+    labels = {"a": torch.tensor([1, 1, 1, 0]), "b": torch.tensor([0, 0, 0, 1])}
+    results = {}
+    for weight_b in (1.0, 0.25):
+        tasks = [{"name": "a", "num_classes": 2}, {"name": "b", "num_classes": 2, "weight": weight_b}]
+        module = small_multitask(make_cfg, tasks)
+        z = torch.zeros(1, requires_grad=True)  # the shared parameter: both heads read it
+
+        def outputs(z=z):
+            logits = torch.cat([torch.zeros(1), z]).expand(4, 2)
+            return {"a": logits, "b": logits}
+
+        optimizer = torch.optim.LBFGS([z, module.log_vars], lr=1, max_iter=500, tolerance_grad=1e-10,
+                                      tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+        def closure(module=module, optimizer=optimizer, outputs=outputs):
+            optimizer.zero_grad()
+            total = module.compute_losses(outputs(), labels)[0]
+            total.backward()
+            return total
+
+        optimizer.step(closure)
+        _, losses, _ = module.compute_losses(outputs(), labels)
+        results[weight_b] = (z.item(), losses["a"].item(), losses["b"].item(), module.log_vars.detach().clone(),
+                             module.effective_weights().detach())
+        assert z.grad.abs().item() < 1e-5 and module.log_vars.grad.abs().max().item() < 1e-5  # a stationary point
+
+    (z_equal, a_equal, b_equal, s_equal, _), (z_low, a_low, b_low, s_low, eff_low) = results[1.0], results[0.25]
+    print({"equal": (z_equal, a_equal, b_equal), "b at 0.25": (z_low, a_low, b_low)})
+    assert abs(z_equal) < 1e-4 and a_equal == pytest.approx(b_equal, rel=1e-4)
+    assert z_low > 0.3  # towards a's optimum
+    assert b_low / a_low > 1.2 * b_equal / a_equal  # the balance of the per-task losses moved
+    assert s_low[1] - s_low[0] > s_equal[1] - s_equal[0] + 0.2  # the learned log-variances followed the losses
+    # Stationary in z: the effective weights w_i / (2 L_i) balance the gradients of the two losses.
+    assert eff_low.tolist() == pytest.approx([1.0 / (2 * a_low), 0.25 / (2 * b_low)], rel=1e-4)

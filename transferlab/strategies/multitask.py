@@ -16,6 +16,40 @@ from transferlab.metrics.tasks import task_metrics
 from transferlab.strategies.finetune import Finetune
 
 STAGES = ("train", "val", "test")
+# The factor of exp(-s) * L in each task kind's uncertainty term (Kendall et al. 2018): 1 for the classification
+# likelihoods (softmax cross-entropy; multilabel/binary BCE, a product of Bernoulli likelihoods), 1/2 for a Gaussian.
+LIKELIHOOD_SCALE = {"multiclass": 1.0, "multilabel": 1.0, "regression": 0.5}
+
+
+def effective_weights(weights: torch.Tensor, log_vars: torch.Tensor | None = None,
+                      scales: torch.Tensor | None = None) -> torch.Tensor:
+    """Each task's multiplier of its loss: ``w`` (fixed) or ``w * scale * exp(-s)`` (uncertainty)."""
+    if log_vars is None:
+        return weights
+    scales = torch.ones_like(weights) if scales is None else scales
+    return weights * scales * torch.exp(-log_vars)
+
+
+def combine_losses(losses: torch.Tensor, weights: torch.Tensor, log_vars: torch.Tensor | None = None,
+                   scales: torch.Tensor | None = None, present: torch.Tensor | None = None) -> torch.Tensor:
+    """The total multi-task loss from per-task losses ``L`` (one tensor, one entry per task).
+
+    Args:
+        losses: ``L_i``, each task's loss over its labelled samples.
+        weights: ``w_i``, each task's ``weight``.
+        log_vars: ``s_i = log sigma_i^2`` for uncertainty weighting; None for fixed weighting, ``sum_i w_i * L_i``.
+        scales: ``c_i`` from ``LIKELIHOOD_SCALE``: 1 for classification tasks, 1/2 for regression (default all 1).
+            The uncertainty total is ``sum_i w_i * (c_i * exp(-s_i) * L_i + s_i / 2)``.
+        present: bool per task, False where the batch has no label for it: that task's whole term is left out
+            (default all present).
+    """
+    if log_vars is None:
+        terms = weights * losses
+    else:
+        terms = effective_weights(weights, log_vars, scales) * losses + weights * 0.5 * log_vars
+    if present is not None:
+        terms = torch.where(present, terms, torch.zeros_like(terms))
+    return terms.sum()
 
 
 class Multitask(Finetune):
@@ -25,12 +59,21 @@ class Multitask(Finetune):
     ``Finetune``'s; every head and the learned log-variances train at the head lr.
 
     Batches are ``(images, {task: labels})``; a missing label (``-1`` for classes, ``NaN`` for regression and
-    multi-label targets) is ignored for that task only. The total loss is ``sum_i weight_i * loss_i``
-    (``weighting="fixed"``) or, with ``weighting="uncertainty"`` (Kendall, Gal & Cipolla 2018),
-    ``sum_i weight_i * exp(-s_i) * loss_i + s_i`` with a learned log-variance ``s_i`` per task; a task with no
-    labelled sample in the batch contributes nothing. Logged per stage: ``<stage>/task/<name>/{loss,acc,f1|mae}``,
-    ``train/task/<name>/weight`` (the effective weight), and ``<stage>/acc``, the mean accuracy of the
-    classification tasks, so ``monitor: val/acc`` keeps working.
+    multi-label targets) is ignored for that task only. The total loss is ``combine_losses``: ``sum_i w_i * L_i``
+    (``weighting="fixed"``) or, with ``weighting="uncertainty"``, Kendall, Gal & Cipolla (2018) with a learned
+    log-variance ``s_i = log sigma_i^2`` per task (``log_vars``, kept in the state dict) and each task's ``weight``
+    ``w_i`` scaling that task's whole term:
+
+    - ``multiclass`` and ``multilabel`` (classification likelihoods; binary is multilabel with one class):
+      ``w_i * (exp(-s_i) * L_i + s_i / 2)``;
+    - ``regression`` (Gaussian likelihood): ``w_i * (exp(-s_i) * L_i / 2 + s_i / 2)``.
+
+    For fixed ``L_i`` the optimum is ``s_i* = log(2 L_i)`` (classification) or ``log(L_i)`` (regression), where the
+    task's effective weight (its multiplier of ``L_i``) is ``w_i / (2 L_i)``: the learned balance scales with
+    ``weight``, so ``weight: 0.5`` halves a task's pull relative to the others. A task with no labelled sample in the
+    batch contributes nothing, its ``s_i`` term included. Logged per stage: ``<stage>/task/<name>/{loss,acc,f1|mae}``,
+    ``train/task/<name>/weight`` (the effective weight, see ``effective_weights``), and ``<stage>/acc``, the mean
+    accuracy of the classification tasks, so ``monitor: val/acc`` keeps working.
 
     Args:
         tasks: task specs, e.g. ``[{name: digit}, {name: parity, weight: 0.5}]``; see ``resolve_tasks``.
@@ -61,6 +104,10 @@ class Multitask(Finetune):
             setattr(self, f"{stage}_metrics", nn.ModuleDict(
                 {name: task_metrics(spec, f"{stage}/task/{name}/") for name, spec in self.specs.items()}))
         self.log_vars = nn.Parameter(torch.zeros(len(specs))) if weighting == "uncertainty" else None
+        # Not in the state dict: both follow from the saved hyperparameters (tasks).
+        self.register_buffer("task_weights", torch.tensor([float(s["weight"]) for s in specs]), persistent=False)
+        self.register_buffer("likelihood_scales", torch.tensor([LIKELIHOOD_SCALE[s["kind"]] for s in specs]),
+                             persistent=False)
         self.task_class_names = {name: spec["class_names"] for name, spec in self.specs.items()}
         if specs[0]["kind"] == "multiclass":  # the confusion-matrix callback draws the first task when it has classes
             self.num_classes = specs[0]["num_classes"]
@@ -71,9 +118,9 @@ class Multitask(Finetune):
         return {name: head(features) for name, head in self.head.items()}
 
     def effective_weights(self) -> torch.Tensor:
-        """Each task's loss multiplier now: ``weight``, times ``exp(-s)`` under uncertainty weighting."""
-        fixed = torch.tensor([s["weight"] for s in self.specs.values()], device=self.device)
-        return fixed if self.log_vars is None else fixed * torch.exp(-self.log_vars)
+        """Each task's multiplier of its loss now: ``weight``, or under uncertainty weighting ``weight * exp(-s)``
+        (classification) and ``weight * exp(-s) / 2`` (regression)."""
+        return effective_weights(self.task_weights, self.log_vars, self.likelihood_scales)
 
     def compute_losses(self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]):
         """``(total, {task: loss}, {task: (labelled output, labelled target)})`` for one batch."""
@@ -82,11 +129,9 @@ class Multitask(Finetune):
                                    "(transferlab.run does this from strategy.tasks)")
         labelled = {name: self.losses[name].labelled(outputs[name], targets[name]) for name in self.specs}
         losses = {name: self.losses[name](*labelled[name]) for name in self.specs}
-        stacked = torch.stack(list(losses.values()))
-        total = (self.effective_weights() * stacked).sum()
-        if self.log_vars is not None:  # the regulariser only for tasks with labels in this batch
-            present = torch.stack([torch.tensor(len(o) > 0, device=self.device) for o, _ in labelled.values()])
-            total = total + (self.log_vars * present).sum()
+        present = torch.tensor([len(o) > 0 for o, _ in labelled.values()], device=self.task_weights.device)
+        total = combine_losses(torch.stack(list(losses.values())), self.task_weights, self.log_vars,
+                               self.likelihood_scales, present)
         return total, losses, labelled
 
     def shared_step(self, batch, stage: str) -> tuple[torch.Tensor, dict]:
