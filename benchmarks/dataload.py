@@ -7,6 +7,8 @@ of a ``strategy=finetune`` module on one such batch, repeated. Headroom = loader
     python benchmarks/dataload.py                        # ResNet-18 at 64 px, batch 128; CPU workers and on_device
     python benchmarks/dataload.py --size 32 --batch 512  # small images, where loaders fall behind on a GPU
     python benchmarks/dataload.py --quick
+
+Each run writes into a new ``outputs/benchmarks/dataload/<time>`` (or ``--out``, a new or empty folder).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import device_name, now, report, versions  # noqa: E402
+from common import add_out_argument, cli, device_name, fresh_out, now, report, versions  # noqa: E402
 
 from transferlab.experiment import build, load_config  # noqa: E402
 
@@ -70,14 +72,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batches", type=int, default=10, help="loader batches timed")
     parser.add_argument("--steps", type=int, default=5, help="model steps timed")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "dataload")
+    add_out_argument(parser, "dataload")
     args = parser.parse_args(argv)
+    out = fresh_out("dataload", args.out)
     if args.quick:
         args.size, args.batch, args.workers, args.batches, args.steps = 32, 16, 0, 2, 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for on_device in (False, True):
-        datamodule, module = datamodule_and_module(args, on_device, args.out)
+        datamodule, module = datamodule_and_module(args, on_device, out / ("on_device" if on_device else "workers"))
         loader = loader_rate(datamodule, device, args.batches)
         batch = datamodule.on_after_batch_transfer(
             datamodule.transfer_batch_to_device(next(iter(datamodule.train_dataloader())), device, 0), 0)
@@ -88,9 +91,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
              "| data | loader img/s | model img/s | headroom |", "|---|---|---|---|"]
     lines += [f"| {'on_device' if r['on_device'] else str(r['workers']) + ' CPU workers'} | {r['loader_img_s']:.0f} | "
               f"{r['model_img_s']:.0f} | {r['headroom']:.2f}x |" for r in rows]
-    report(args.out, rows, lines)
+    report(out, rows, lines)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -6,20 +6,28 @@ and the median over repeats is reported, so drift in machine load hits both alik
 
     python benchmarks/multitask_cost.py                 # 64 px, batch 32, 15 repeats of 5 steps each
     python benchmarks/multitask_cost.py --quick         # smoke run (seconds)
+
+Each run writes into a new ``outputs/benchmarks/multitask_cost/<time>`` (or ``--out``, a new or empty folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from transferlab.backbones import create_backbone
-from transferlab.strategies import Multitask
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from common import add_out_argument, cli, fresh_out, report  # noqa: E402
+
+from transferlab.backbones import create_backbone  # noqa: E402
+from transferlab.strategies import Multitask  # noqa: E402
 
 TASKS = {"digit": 10, "parity": 2, "ge5": 2}
 
@@ -54,7 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="steps per timing round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smoke run: 32 px, batch 4, 2 rounds of 1 step")
+    add_out_argument(parser, "multitask_cost")
     args = parser.parse_args(argv)
+    out = fresh_out("multitask_cost", args.out)
     if args.quick:
         args.size, args.batch, args.repeats, args.steps, args.warmup = 32, 4, 2, 1, 1
     torch.manual_seed(0)
@@ -73,9 +83,14 @@ def main(argv: list[str] | None = None) -> dict:
               "repeats": args.repeats, "steps_per_repeat": args.steps,
               "ms_per_step": {name: round(1000 * m, 2) for name, m in median.items()},
               "ratio_3_vs_1": round(median["3 heads"] / median["1 head"], 4)}
-    print(json.dumps(result, indent=2))
+    ms = result["ms_per_step"]
+    lines = [f"cpu, {result['threads']} threads; {args.size} px, batch {args.batch}, {args.repeats} repeats of "
+             f"{args.steps} steps, medians", "| variant | ms/step |", "|---|---|",
+             *(f"| {name} | {value:.2f} |" for name, value in ms.items()),
+             f"| 3 heads / 1 head | {result['ratio_3_vs_1']:.4f}x |"]
+    report(out, result, lines)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

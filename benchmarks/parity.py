@@ -9,6 +9,8 @@ each, their ratio, and the framework's overhead in ms per step.
     python benchmarks/parity.py --config gpu          # ResNet-50 224 px batch 256 bf16 channels_last (+compile),
                                                       # and ResNet-18 at 32 px
     python benchmarks/parity.py --quick               # a smoke run
+
+Each run writes into a new ``outputs/benchmarks/parity/<time>`` (or ``--out``, a new or empty folder).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import StepTimer, device_name, median, now, report, versions  # noqa: E402
+from common import StepTimer, add_out_argument, cli, device_name, fresh_out, median, now, report, versions  # noqa: E402
 
 from transferlab.experiment import build, load_config  # noqa: E402
 
@@ -86,6 +88,7 @@ def loop_step_time(module, loader, device, precision, channels_last, compiled, w
 
 
 def measure(spec, device, steps, warmup, repeats, out: Path) -> dict:
+    """One configuration; ``out`` is its own folder (the module's config.yaml)."""
     model, size, batch, precision, channels_last, compiled = spec
     base = make_module(model, out)
     loader = batches(size, batch, steps)
@@ -109,23 +112,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="CPU, 16 px, few steps: a smoke run")
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "parity")
+    add_out_argument(parser, "parity")
     args = parser.parse_args(argv)
+    out = fresh_out("parity", args.out)
     device = torch.device("cuda" if args.config == "gpu" else "cpu")
     specs = CONFIGS[args.config]
     if args.quick:
         specs, args.steps, args.warmup, args.repeats = [("resnet18", 16, 4, "32-true", False, False)], 4, 1, 2
     L.seed_everything(0, verbose=False)
-    rows = [measure(spec, device, args.steps, args.warmup, args.repeats, args.out) for spec in specs]
+    rows = [measure(spec, device, args.steps, args.warmup, args.repeats, out / f"{i}_{spec[0]}")
+            for i, spec in enumerate(specs)]
     lines = [f"{versions()}; {rows[0]['device']}",
              "| model | px | batch | precision | channels_last | compile | transferlab img/s | loop img/s | ratio | "
              "overhead ms/step |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['precision']} | {r['channels_last']} | "
               f"{r['compile']} | {r['lightning_img_s']:.1f} | {r['loop_img_s']:.1f} | {r['ratio']:.3f} | "
               f"{r['overhead_ms_per_step']:.2f} |" for r in rows]
-    report(args.out, rows, lines)
+    report(out, rows, lines)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -7,6 +7,9 @@ test accuracy (tested on images, through the whole network).
 
     python benchmarks/probe_sweep.py                 # K = 8 and K = 45 on digits, 32 px, 30 images per class, 10 epochs
     python benchmarks/probe_sweep.py --quick         # K = 2, a few batches: a smoke run
+
+Each run writes into a new ``outputs/benchmarks/probe_sweep/<time>`` (or ``--out``, a new or empty folder): the K
+naive run folders, the cached one, ``result.json`` and ``result.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from common import add_out_argument, cli, fresh_out, report  # noqa: E402
 
 from transferlab.experiment import load_config, train  # noqa: E402
 
@@ -62,20 +67,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="K = 2 on a few batches: a smoke run")
     parser.add_argument("--k", type=int, nargs="+", default=[8, 45], choices=sorted(GRIDS))
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "probe_sweep")
+    add_out_argument(parser, "probe_sweep")
     args = parser.parse_args(argv)
+    out = fresh_out("probe_sweep", args.out)
     plans = [(2, [1e-3, 1e-2], [0.0])] if args.quick else [(k, *GRIDS[k]) for k in args.k]
-    rows = [compare(k, lrs, decays, args.out, QUICK if args.quick else []) for k, lrs, decays in plans]
+    rows = [compare(k, lrs, decays, out, QUICK if args.quick else []) for k, lrs, decays in plans]
     lines = ["| K | naive K jobs (s) | cached, K heads (s) | speedup | test acc naive / cached (best by val) |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['k']} | {r['naive_s']:.1f} | {r['cached_s']:.1f} | {r['speedup']:.1f}x | "
               f"{100 * r['naive_test_acc']:.1f}% / {100 * r['cached_test_acc']:.1f}% |" for r in rows]
-    print("\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(rows, indent=2))
-    (args.out / "result.md").write_text("\n".join(lines) + "\n")
+    report(out, rows, lines)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

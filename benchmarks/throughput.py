@@ -8,6 +8,8 @@ achieved FLOP/s over the device's dense bf16 peak (``--peak-tflops``, default 98
     python benchmarks/throughput.py                          # on the GPU: resnet18/50, efficientnet_b0, vit_b_16
     python benchmarks/throughput.py --compile                # the same with torch.compile
     python benchmarks/throughput.py --quick                  # CPU smoke run
+
+Each run writes into a new ``outputs/benchmarks/throughput/<time>`` (or ``--out``, a new or empty folder).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import device_name, now, report, versions  # noqa: E402
+from common import add_out_argument, cli, device_name, fresh_out, now, report, versions  # noqa: E402
 from parity import make_module  # noqa: E402
 
 MODELS = ["resnet18", "resnet50", "efficientnet_b0", "vit_b_16"]
@@ -48,8 +50,8 @@ def rate(fn, steps: int, warmup: int, batch: int, device) -> float:
     return batch * steps / (now(device) - start)
 
 
-def measure(name: str, args, device) -> dict:
-    module = make_module(name, args.out).to(device).train()
+def measure(name: str, args, device, out: Path) -> dict:
+    module = make_module(name, out / name).to(device).train()
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     target = torch.randint(0, 10, (args.batch,), device=device)
@@ -95,21 +97,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
     parser.add_argument("--quick", action="store_true", help="CPU, resnet18 at 32 px, batch 4: a smoke run")
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "throughput")
+    add_out_argument(parser, "throughput")
     args = parser.parse_args(argv)
+    out = fresh_out("throughput", args.out)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu")
     if args.quick:
         args.models, args.size, args.batch, args.steps, args.warmup = ["resnet18"], 32, 4, 2, 1
-    rows = [measure(name, args, device) for name in args.models]
+    rows = [measure(name, args, device, out) for name in args.models]
     lines = [f"{versions()}; {device_name(device)}; MFU against {args.peak_tflops:g} TFLOP/s",
              "| model | px | batch | compile | train img/s | extract img/s | train GFLOP/img | train MFU | "
              "extract MFU |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['compile']} | {r['train_img_s']:.0f} | "
               f"{r['extract_img_s']:.0f} | {r['train_gflop_per_img']:.2f} | {100 * r['train_mfu']:.1f}% | "
               f"{100 * r['extract_mfu']:.1f}% |" for r in rows]
-    report(args.out, rows, lines)
+    report(out, rows, lines)
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -1,0 +1,107 @@
+"""Benchmarks re-run as they are: each run writes a fresh folder (or ``--out``, new or empty), never needs cleaning
+up, and a used ``--out`` is refused with one line and exit code 2, before any work and with nothing overwritten.
+
+The cheapest benchmark (``multitask_cost --quick``, under a second once imported) runs in-process; only the refusal
+runs as a subprocess, to see exactly what a user sees on the console.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transferlab.contracts.errors import EXIT_USER_ERROR, PREFIX, TransferlabError
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = ["parity", "throughput", "dataload", "strategy_cost", "multitask_cost", "probe_sweep"]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder``: its bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    """Default benchmark folders go under ``tmp_path/outputs/benchmarks`` (``TRANSFERLAB_OUTPUTS``)."""
+    monkeypatch.setenv("TRANSFERLAB_OUTPUTS", str(tmp_path / "outputs"))
+    return tmp_path / "outputs" / "benchmarks"
+
+
+# --- the helper -------------------------------------------------------------------------------------------------
+def test_fresh_out_default_is_a_new_timestamped_folder_every_time(outputs):
+    common = load("common")
+    first, second = common.fresh_out("demo"), common.fresh_out("demo")
+    assert first != second and first.parent == second.parent == outputs / "demo"
+    assert all(re.fullmatch(r"\d{8}-\d{6}-\d{6}(-\d+)?", p.name) for p in (first, second))
+    assert [p.name for p in first.iterdir()] == [common.COMMAND_FILE]  # claimed, nothing else yet
+    assert common.fresh_out("demo", outputs / "new" / "deep") == outputs / "new" / "deep"  # created
+    (outputs / "empty").mkdir()
+    assert common.fresh_out("demo", outputs / "empty") == outputs / "empty"  # an empty folder is taken
+
+
+def test_fresh_out_refuses_a_used_folder_in_one_line_and_writes_nothing(outputs):
+    common = load("common")
+    used = common.fresh_out("demo", outputs / "run")
+    (used / "result.json").write_text("[]")
+    before = snapshot(used)
+    for folder in (used, common.fresh_out("demo")):  # a finished run, and one just claimed by another run
+        with pytest.raises(TransferlabError, match="already holds .*command.txt") as caught:
+            common.fresh_out("demo", folder)
+        assert "\n" not in str(caught.value) and "choose a new --out" in str(caught.value)
+    assert snapshot(used) == before
+    (outputs / "file").write_text("x")
+    with pytest.raises(TransferlabError, match="is a file"):
+        common.fresh_out("demo", outputs / "file")
+
+
+# --- every script -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_benchmark_refuses_a_used_out_before_any_work(name, tmp_path):
+    source = (BENCHMARKS / f"{name}.py").read_text()
+    assert re.search(r'if __name__ == "__main__":\s+cli\(main\)\s*$', source), "__main__ must go through cli"
+    (tmp_path / "result.json").write_text("[]")
+    before = snapshot(tmp_path)
+    with pytest.raises(TransferlabError, match="already holds result.json"):
+        load(name).main(["--quick", "--out", str(tmp_path)])
+    assert snapshot(tmp_path) == before
+
+
+def test_multitask_cost_reruns_into_new_folders_and_refuses_a_used_out(outputs, tmp_path, monkeypatch, capsys):
+    bench, common = load("multitask_cost"), load("common")
+    monkeypatch.setattr(sys, "argv", ["multitask_cost.py", "--quick"])
+    with pytest.raises(SystemExit) as done:  # what `python benchmarks/multitask_cost.py --quick` does
+        common.cli(bench.main)
+    assert done.value.code == 0
+    bench.main(["--quick"])  # again, as it is
+    runs = sorted((outputs / "multitask_cost").iterdir())
+    assert len(runs) == 2 and all((r / "result.json").is_file() and (r / "result.md").is_file() for r in runs)
+    printed = capsys.readouterr().out
+    assert all(f"results: {r}\n" in printed for r in runs)  # where each run went is said
+
+    out = tmp_path / "mine"
+    bench.main(["--quick", "--out", str(out)])
+    assert {p.name for p in out.iterdir()} == {"command.txt", "result.json", "result.md"}
+    before = snapshot(out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    again = subprocess.run([sys.executable, str(BENCHMARKS / "multitask_cost.py"), "--quick", "--out", str(out)],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    lines = again.stderr.splitlines()
+    assert again.returncode == EXIT_USER_ERROR and len(lines) == 1, again.stderr
+    assert lines[0].startswith(PREFIX) and str(out) in lines[0] and "already holds" in lines[0]
+    assert again.stdout == ""
+    assert snapshot(out) == before
