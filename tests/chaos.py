@@ -63,3 +63,20 @@ class SignalInValidation(L.Callback):
         if (trainer.ckpt_path is None and not trainer.sanity_checking and trainer.current_epoch == self.epoch
                 and batch_idx == self.batch):
             os.kill(os.getpid(), self.signum)
+
+
+class SignalInSweepJob(SignalFromEnv):
+    """``SignalFromEnv`` for one job of a multirun: ``TRANSFERLAB_CHAOS_JOB="SIGKILL@3@1"`` kills the whole sweep
+    process at global step 3 of job number 1 (``hydra.job.num``), in a fresh run only."""
+
+    def __init__(self, env: str = "TRANSFERLAB_CHAOS_JOB"):
+        signal_step, _, job = os.environ.get(env, "").rpartition("@")
+        os.environ["_TRANSFERLAB_CHAOS_SIGNAL"] = signal_step
+        super().__init__("_TRANSFERLAB_CHAOS_SIGNAL")
+        self.job = int(job) if job else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        from hydra.core.hydra_config import HydraConfig
+
+        if self.job is not None and trainer.ckpt_path is None and self.job == HydraConfig.get().job.num:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

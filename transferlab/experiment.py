@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -30,7 +31,7 @@ from transferlab.contracts.errors import TransferlabError, one_line, user_error
 from transferlab.loggers import log_hparams, prepare_logger, run_name
 from transferlab.quiet import silence_noise, tidy_callbacks
 from transferlab.report import announce, headline
-from transferlab.resume import find_last_checkpoint
+from transferlab.resume import EarlierJob, earlier_sweep_job, find_last_checkpoint
 from transferlab.run_folder import check_fresh, claim_run_dir, release_run_dir
 
 
@@ -72,12 +73,42 @@ def check_resume(path: str | None) -> str | None:
     return str(file)
 
 
-def resume_path(cfg: DictConfig) -> str | None:
-    """``cfg.resume``, with ``auto`` resolved to the newest last.ckpt of a run with the same overrides."""
+def resume_path(cfg: DictConfig, earlier: EarlierJob | None = None) -> str | None:
+    """The checkpoint to continue from: a sweep job's ``earlier`` attempt's last.ckpt, else ``cfg.resume`` with
+    ``auto`` resolved to the newest last.ckpt of a run with the same overrides."""
+    if earlier is not None:
+        return str(earlier.last)
     if cfg.get("resume") != "auto":
         return cfg.get("resume")
     overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     return str(find_last_checkpoint(cfg.paths.log_dir, overrides, exclude=cfg.paths.output_dir))
+
+
+def earlier_attempt(cfg: DictConfig) -> EarlierJob | None:
+    """In a multirun with ``sweep_resume`` on and no ``resume=``: this job's earlier attempt (``resume.py``)."""
+    if cfg.get("resume") is not None or not cfg.get("sweep_resume", True) or not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return earlier_sweep_job(cfg.paths.log_dir, cfg.paths.output_dir, hydra_cfg.overrides.task)
+
+
+def reuse(earlier: EarlierJob, output_dir: Path) -> float:
+    """A sweep job that completed before: its metrics.json (with ``reused_from``) in this job's folder, and its
+    monitored value for the sweeper; nothing is trained."""
+    payload = dict(earlier.completed)
+    payload.setdefault("reused_from", str(earlier.folder.resolve()))
+    if earlier.folder.resolve() != output_dir.resolve():
+        claim_run_dir(output_dir)
+        try:
+            write_metrics(output_dir, payload)
+        finally:
+            release_run_dir(output_dir)
+    print(f"transferlab: this job completed in {payload['reused_from']}; its metrics are reused "
+          "(sweep_resume=false runs it again)")
+    value = payload.get("monitor_value")
+    return math.nan if value is None else float(value)
 
 
 def final_metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -176,13 +207,18 @@ def train(cfg: DictConfig) -> float:
     Writes ``metrics.json`` in ``cfg.paths.output_dir`` whether the run completes or fails.
     """
     output_dir = Path(cfg.paths.output_dir)
-    claim_run_dir(output_dir)  # before the try: a refused run writes nothing
+    check_config(cfg)  # also in build: sweep_resume is read first
+    earlier = earlier_attempt(cfg)
+    if earlier is not None and earlier.completed is not None:
+        return reuse(earlier, output_dir)
+    in_place = earlier is not None and earlier.folder.resolve() == output_dir.resolve()
+    claim_run_dir(output_dir, continuing=in_place)  # before the try: a refused run writes nothing
     start = time.perf_counter()
     payload = {"status": "failed", "monitor": cfg.monitor, "monitor_mode": cfg.monitor_mode}
     trainer = None
     try:
         _, datamodule, module, trainer = build(cfg)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(resume_path(cfg)))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=check_resume(resume_path(cfg, earlier)))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         validated = final_metrics(trainer)
         if cfg.get("test", True):

@@ -72,9 +72,10 @@ def job_stamp_once(clock: str) -> str:
 OmegaConf.register_new_resolver("transferlab.job_stamp", job_stamp_once, replace=True)
 
 
-def claim_run_dir(run_dir: str | Path) -> None:
+def claim_run_dir(run_dir: str | Path, continuing: bool = False) -> None:
     """Make this process the one owner of ``run_dir``: an exclusive ``flock`` on ``<run_dir>/.lock``, taken before
-    anything else is written there, then the fresh-folder check.
+    anything else is written there, then the fresh-folder check (skipped when ``continuing`` a sweep job's
+    interrupted attempt in its own folder).
 
     The kernel releases the lock when its process ends, however it ends, so a lock file left by a killed run is
     stale and simply taken over; a live owner makes this a one-line error naming its PID.
@@ -83,7 +84,7 @@ def claim_run_dir(run_dir: str | Path) -> None:
     if run_dir in _LOCKS:
         return
     if rank_zero_only.rank != 0:  # DDP ranks > 0 write into the folder their rank 0 owns
-        return check_fresh(run_dir)
+        return None if continuing else check_fresh(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -97,7 +98,8 @@ def claim_run_dir(run_dir: str | Path) -> None:
         raise TransferlabError(f"{run_dir} is in use by another run (PID {owner}); wait for it, or choose another "
                                f"hydra.run.dir") from None
     try:
-        check_fresh(run_dir)
+        if not continuing:
+            check_fresh(run_dir)
     except TransferlabError:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -79,6 +79,12 @@ def positive(allow_zero: bool = False) -> Callable:
     return lambda key, value: check_positive(key, value, allow_zero=allow_zero)
 
 
+def boolean(key: str, value) -> None:
+    """A rule: true or false."""
+    if not isinstance(value, bool):
+        raise TransferlabError(f"{key}={value!r} must be true or false")
+
+
 def choice(*options: str) -> Callable:
     """A rule: one of ``options``."""
 
@@ -91,6 +97,10 @@ def choice(*options: str) -> Callable:
 
 RULES: dict[str, Callable] = {
     "seed": integer(0, optional=True),
+    "test": boolean,
+    "sweep_resume": boolean,
+    "channels_last": boolean,
+    "compile": boolean,
     "optimizer.lr": positive(),
     "optimizer.weight_decay": positive(allow_zero=True),
     "optimizer.momentum": interval(0, 1, closed_low=True),
