@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "transferlab"
 FLOORS = {
     "contracts": 0,
     **dict.fromkeys(("backbones", "heads", "losses", "data", "callbacks", "metrics", "atomic", "rng", "optim",
-                     "extract", "quiet"), 1),
+                     "extract", "quiet", "threads"), 1),
     "strategies": 2,
     **dict.fromkeys(("experiment", "run", "eval", "predict", "export", "rank", "entry", "run_folder", "resume",
                      "analysis", "report", "loggers", "__init__"), 3),

@@ -33,6 +33,7 @@ from transferlab.quiet import silence_noise, tidy_callbacks
 from transferlab.report import announce, headline
 from transferlab.resume import EarlierJob, earlier_sweep_job, find_last_checkpoint
 from transferlab.run_folder import check_fresh, claim_run_dir, release_run_dir
+from transferlab.threads import environment, set_threads
 
 
 def instantiate(cfg: DictConfig, **kwargs):
@@ -149,6 +150,7 @@ def build(cfg: DictConfig):
                                f"{missing[0]}=...)")
     check_config(cfg)  # typed values, before any weights or data are read
     check_top_level_options(cfg)
+    set_threads(cfg.get("threads"))  # before seeding: CPU results are bit-identical at the same thread count
     silence_noise()  # before the Trainer, whose construction prints the first of those lines
     name = run_name(cfg)
     logger_kwargs = {key: prepare_logger(key, c, name) for key, c in (cfg.get("logger") or {}).items() if c is not None}
@@ -242,6 +244,7 @@ def train(cfg: DictConfig) -> float:
         raise
     finally:
         payload["seconds"] = round(time.perf_counter() - start, 2)
+        payload["environment"] = environment()
         if rank_zero_only.rank == 0:  # under DDP every rank runs train(); one writes
             try:
                 write_metrics(output_dir, payload)

@@ -97,6 +97,7 @@ def choice(*options: str) -> Callable:
 
 RULES: dict[str, Callable] = {
     "seed": integer(0, optional=True),
+    "threads": integer(1, optional=True),
     "test": boolean,
     "sweep_resume": boolean,
     "channels_last": boolean,
@@ -110,6 +111,7 @@ RULES: dict[str, Callable] = {
     "data.val_fraction": interval(0, 1),
     "data.test_fraction": interval(0, 1),
     "data.samples_per_class": integer(1, optional=True),
+    "data.val_samples_per_class": integer(1, optional=True),
     "data.validator_samples": integer(2),
     "trainer.max_epochs": lambda key, value: _max_epochs(key, value),
     "strategy.freeze_depth": integer(0),
