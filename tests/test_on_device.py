@@ -109,3 +109,12 @@ def test_training_runs_with_data_on_device(make_cfg):
     assert 0.0 <= train(cfg) <= 1.0
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert metrics["status"] == "completed" and 0.0 <= metrics["metrics"]["test/acc"] <= 1.0
+
+
+def test_domain_adaptation_runs_with_data_on_device(make_cfg):
+    """A domain pair's training batch is a dict of index batches: each domain becomes images on the device."""
+    cfg = make_cfg("strategy=dann", "+data.on_device=true", "logger=none", "callbacks.evaluation_figures=null",
+                   "callbacks.domain_report=null", "data.image_size=16")
+    train(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and "dann/lambda" in metrics["metrics"]

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from transferlab.data.on_device import materialize
+
 Outputs = torch.Tensor | Mapping[str, torch.Tensor]
 
 
@@ -35,7 +37,8 @@ def extract(forward: Callable[[torch.Tensor], Outputs], loader: Iterable, device
     parts: dict[str, list[torch.Tensor]] = {}
     seen = 0
     try:
-        for images, labels in loader:
+        for batch in loader:
+            images, labels = materialize(batch)  # a data.on_device index batch becomes images
             if device is not None:
                 images = images.to(device, non_blocking=True)
             outputs = forward(images)

@@ -105,6 +105,7 @@ class CIFAR10DataModule(TransferDataModule):
         download: fetch the data when it is missing or fails its MD5 check.
         val_fraction: share of the official training set held out for validation.
         samples_per_class: keep only this many training images per class (few-shot); ``None`` keeps all.
+        val_samples_per_class: keep only this many validation images per class; ``None`` keeps all.
         augment: random crops and flips in training (otherwise the eval transform).
         crop_scale: ``None`` pads by ``image_size // 8`` and random-crops back; an area range such as
             ``(0.35, 1.0)`` uses a random-resized crop instead.
@@ -115,11 +116,12 @@ class CIFAR10DataModule(TransferDataModule):
 
     def __init__(self, root: str | os.PathLike = "data", download: bool = True, val_fraction: float = 0.1,
                  samples_per_class: int | None = None, augment: bool = True, crop_scale=None, hflip: bool = True,
-                 **kwargs):
+                 val_samples_per_class: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.root = Path(os.path.expanduser(str(root)))
         self.download, self.val_fraction, self.samples_per_class = bool(download), float(val_fraction), \
             samples_per_class
+        self.val_samples_per_class = val_samples_per_class
         self.augment, self.hflip = bool(augment), bool(hflip)
         self.crop_scale = None if crop_scale is None else tuple(crop_scale)
         self.class_names = list(CIFAR10_CLASSES)  # known before setup; confirmed from batches.meta there
@@ -140,6 +142,7 @@ class CIFAR10DataModule(TransferDataModule):
         images, labels = as_uint8_nchw(official_train.data), np.asarray(official_train.targets)
         train, val = stratified_split(labels, self.val_fraction, self.split_seed)
         train = few_shot(train, labels, self.samples_per_class, self.split_seed)
+        val = few_shot(val, labels, self.val_samples_per_class, self.split_seed + 1)
         evaluation = cifar_eval_transform(self.data_config, self.image_size)
         training = cifar_train_transform(self.data_config, self.image_size, self.crop_scale, self.hflip) \
             if self.augment else evaluation

@@ -55,16 +55,19 @@ class DigitsDataModule(TransferDataModule):
         val_fraction: share of all images for validation.
         test_fraction: share of all images for testing.
         samples_per_class: keep only this many training images per class (few-shot); ``None`` keeps all.
+        val_samples_per_class: keep only this many validation images per class, so that a few-shot run's
+            checkpoint selection sees no more labels than its training does; ``None`` keeps all.
         crop_scale: area range of the training random-resized crop (no flips: digits are not mirror-symmetric).
         **kwargs: see ``TransferDataModule``; ``tasks`` may list ``digit`` (0-9), ``parity`` (even/odd) and
             ``ge5`` (below 5 / 5 or more).
     """
 
     def __init__(self, val_fraction: float = 0.1, test_fraction: float = 0.2, samples_per_class: int | None = None,
-                 crop_scale=(0.7, 1.0), **kwargs):
+                 crop_scale=(0.7, 1.0), val_samples_per_class: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.samples_per_class, self.crop_scale = samples_per_class, tuple(crop_scale)
+        self.val_samples_per_class = val_samples_per_class
         self.class_names = [str(d) for d in range(10)]
 
     def derived_tasks(self) -> dict:
@@ -75,6 +78,7 @@ class DigitsDataModule(TransferDataModule):
         images, labels = load_digit_images(self.image_size)
         train, val, test = digit_splits(labels, self.val_fraction, self.test_fraction, self.split_seed)
         train = few_shot(train, labels, self.samples_per_class, self.split_seed)
+        val = few_shot(val, labels, self.val_samples_per_class, self.split_seed + 1)
         augment, plain = tensor_transforms(self.data_config, self.image_size, self.crop_scale)
         self.train_set = self.with_tasks(TensorImageDataset(images[train], labels[train], augment), labels[train])
         self.val_set = self.with_tasks(TensorImageDataset(images[val], labels[val], plain), labels[val])

@@ -209,6 +209,8 @@ class ImageFolderDataModule(TransferDataModule):
         val_fraction: share of the images (of ``root``, or of ``train/``) held out for validation when no ``val/``.
         test_fraction: share held out for testing when there is no ``test/``.
         samples_per_class: keep only this many training images per class (few-shot); ``None`` keeps all.
+        val_samples_per_class: keep only this many validation images per class (a few-shot run's selection then
+            sees no more labels than its training); ``None`` keeps all.
         crop_scale: area range of the training random-resized crop.
         hflip: random horizontal flips in training.
         on_corrupt: ``"error"`` (stop, listing the bad files) or ``"skip"`` (drop them with a warning).
@@ -221,7 +223,8 @@ class ImageFolderDataModule(TransferDataModule):
 
     def __init__(self, root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.2,
                  samples_per_class: int | None = None, crop_scale=(0.08, 1.0), hflip: bool = True,
-                 on_corrupt: str = "error", labels_csv: str | os.PathLike | None = None, **kwargs):
+                 on_corrupt: str = "error", labels_csv: str | os.PathLike | None = None,
+                 val_samples_per_class: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if on_corrupt not in ON_CORRUPT:
             raise TransferlabError(f"data.on_corrupt={on_corrupt!r} must be one of {', '.join(ON_CORRUPT)}")
@@ -233,7 +236,7 @@ class ImageFolderDataModule(TransferDataModule):
             raise TransferlabError(f"data.root={root} {problem}; set data.root to a folder of class subfolders")
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.samples_per_class, self.crop_scale, self.hflip = samples_per_class, tuple(crop_scale), bool(hflip)
-        self.on_corrupt = on_corrupt
+        self.on_corrupt, self.val_samples_per_class = on_corrupt, val_samples_per_class
         self.labels_table = LabelsTable(labels_csv, self.root, self.task_entries) if labels_csv else None
         self.split_dirs = self._find_split_dirs() if labels_csv is None else {"train": self.root}
         self.class_names = self._read_class_names() if labels_csv is None else []
@@ -350,6 +353,8 @@ class ImageFolderDataModule(TransferDataModule):
             pool, held = self._hold_out(labels, pool, share, "val")
             val = train.keep(held)
         pool = few_shot(pool, labels, self.samples_per_class, self.split_seed)
+        val = val.keep(few_shot(np.arange(len(val)), np.asarray(val.targets), self.val_samples_per_class,
+                                self.split_seed + 1))
         evaluation = eval_transform(self.data_config, self.image_size)
         self.val_set = self.with_tasks(val.keep(range(len(val)), evaluation), val.targets)
         self.test_set = self.with_tasks(test.keep(range(len(test)), evaluation), test.targets)

@@ -151,5 +151,8 @@ def device_loader(dataset, batch_size: int, sampler: Sampler | None, drop_last: 
 
 
 def materialize(batch):
-    """``on_after_batch_transfer``: an ``IndexBatch`` becomes ``(images, labels)``; any other batch is returned."""
+    """``on_after_batch_transfer``: an ``IndexBatch`` becomes ``(images, labels)``, also as the values of a dict (a
+    domain pair's ``{"source": ..., "target": ...}``); any other batch is returned."""
+    if isinstance(batch, dict):
+        return {key: materialize(value) for key, value in batch.items()}
     return batch.split.batch(batch.index, batch.seed) if isinstance(batch, IndexBatch) else batch
