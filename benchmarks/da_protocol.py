@@ -30,22 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from scipy import stats
-
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-BEGIN, END = "<!-- da_protocol:begin -->", "<!-- da_protocol:end -->"
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from protocol import code_version, fmt, machine, markers, run, verdict, write_section  # noqa: E402
+from protocol import folder_name as safe_name  # noqa: E402
+
+BEGIN, END = markers("da_protocol")
 
 BACKBONES = {"lite0 (ImageNet)": ["model=efficientnet_lite0"],
              "resnet18 (scratch)": ["model=resnet18", "model.weights=none"]}
@@ -66,15 +64,6 @@ QUICK = ["data.image_size=16", "data.batch_size=8", "data.validator_samples=16",
 
 
 # --- running ------------------------------------------------------------------------------------------------------
-def code_version() -> str:
-    """The commit the runs measure (``+`` when the tree has uncommitted changes)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + ("+" if git("status", "--porcelain", "--",
-                                                                           "transferlab") else "")
-
-
 CODE = code_version()
 
 
@@ -110,26 +99,16 @@ def plan(phase: str, args, chosen: str | None = None) -> list[dict]:
 
 
 def folder_name(j: dict) -> str:
-    text = f"{j['phase']}_{j['backbone']}_{j['method']}_s{j['seed']}_p{j['split_seed']}"
-    return "".join(c if (c.isascii() and c.isalnum()) or c in ".-" else "_" for c in text)
+    return safe_name(f"{j['phase']}_{j['backbone']}_{j['method']}_s{j['seed']}_p{j['split_seed']}")
 
 
 def run_job(j: dict, out: Path, threads: int) -> dict:
     """Run one job in its own process (or reuse its finished run); return its record."""
-    run_dir = out / folder_name(j)
-    metrics_file = run_dir / "metrics.json"
-    if not (metrics_file.is_file() and json.loads(metrics_file.read_text()).get("status") == "completed"):
-        shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run of this benchmark's own: start it again
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-               "PYTHONWARNINGS": "ignore", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                                                        os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run([sys.executable, "-m", "transferlab.run", *j["overrides"], f"hydra.run.dir={run_dir}"],
-                              cwd=out, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            print(f"da_protocol: {folder_name(j)} failed: {tail}", file=sys.stderr)
-            return {**j, "status": "failed", "error": tail}
-    return {**j, **record(json.loads(metrics_file.read_text()))}
+    metrics, error = run(j["overrides"], out / folder_name(j), threads)
+    if metrics is None:
+        print(f"da_protocol: {folder_name(j)} failed: {error}", file=sys.stderr)
+        return {**j, "status": "failed", "error": error}
+    return {**j, **record(metrics)}
 
 
 def record(metrics: dict) -> dict:
@@ -156,34 +135,6 @@ def run_all(jobs: list[dict], out: Path, threads: int, parallel: int) -> list[di
 
 
 # --- statistics and tables ----------------------------------------------------------------------------------------
-def mean_ci(values: list[float]) -> tuple[float, float, int]:
-    """Mean, half-width of the 95% t-interval (nan for n < 2), and n."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, 0
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n) if n > 1 else math.nan
-    return statistics.mean(values), half, n
-
-
-def fmt(values: list[float], scale: float = 100.0) -> str:
-    mean, half, n = mean_ci(values)
-    if n == 0:
-        return "n/a"
-    return f"{mean * scale:.1f} ± {half * scale:.1f}" if n > 1 else f"{mean * scale:.1f}"
-
-
-def verdict(gains: list[float]) -> str:
-    mean, half, n = mean_ci(gains)
-    if n < 2 or math.isnan(half):
-        return "n < 2"
-    if mean - half > 0:
-        return "significant gain"
-    if mean + half < 0:
-        return "significant loss"
-    return "no significant gain"
-
-
 def completed(records: list[dict], **where) -> list[dict]:
     return [r for r in records if r["status"] == "completed" and all(r.get(k) == v for k, v in where.items())]
 
@@ -280,25 +231,11 @@ def tables(data: dict) -> str:
 
 
 def write_results(text: str) -> None:
-    """Replace the section between the markers in benchmarks/RESULTS.md (atomically)."""
-    page = RESULTS.read_text()
-    if BEGIN not in page or END not in page:
-        raise SystemExit(f"da_protocol: {RESULTS} has no {BEGIN} ... {END} section to fill")
-    head, rest = page.split(BEGIN, 1)
-    tmp = RESULTS.with_suffix(".md.tmp")
-    tmp.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
-    tmp.replace(RESULTS)
+    write_section("da_protocol", text)
 
 
 def meta(args, wall: float) -> dict:
-    import lightning
-    import torch
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if platform.system() == "Linux" else []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-               platform.processor())
-    return {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": f"{cpu} ({os.cpu_count()} CPUs)",
-            "threads": args.threads, "jobs": args.jobs, "wall_s": round(wall, 1), "quick": args.quick,
-            "versions": f"torch {torch.__version__}, lightning {lightning.__version__}"}
+    return machine(args.threads, args.jobs, wall, args.quick)
 
 
 def main(argv: list[str] | None = None) -> dict:

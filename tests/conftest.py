@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "transferlab" / "conf"
+BENCHMARKS = ROOT / "benchmarks"
 
 # A few CPU steps at 32 px: enough to exercise every hook, fast enough for CI.
 FAST = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
@@ -85,3 +87,11 @@ def run_in_process(main, *args: str, monkeypatch) -> tuple[int, str]:
         GlobalHydra.instance().clear()
         monkeypatch.setattr(sys, "stderr", sys.__stderr__)
     return code, err.getvalue()
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

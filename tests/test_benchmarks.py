@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import yaml
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import BENCHMARKS, load_benchmark
 
 
 def test_parity_quick(tmp_path):
-    rows = load("parity").main(["--quick", "--out", str(tmp_path)])
+    rows = load_benchmark("parity").main(["--quick", "--out", str(tmp_path)])
     assert len(rows) == 1 and rows[0]["model"] == "resnet18"
     assert all(math.isfinite(rows[0][k]) and rows[0][k] > 0 for k in ("lightning_img_s", "loop_img_s", "ratio"))
     assert json.loads((tmp_path / "result.json").read_text())[0]["timed_steps"] == 3
 
 
 def test_probe_sweep_quick(tmp_path):
-    rows = load("probe_sweep").main(["--quick", "--out", str(tmp_path)])
+    rows = load_benchmark("probe_sweep").main(["--quick", "--out", str(tmp_path)])
     assert rows[0]["k"] == 2 and rows[0]["speedup"] > 0
     assert 0 <= rows[0]["naive_test_acc"] <= 1 and 0 <= rows[0]["cached_test_acc"] <= 1
     assert (tmp_path / "k2_cached" / "metrics.json").is_file() and (tmp_path / "result.md").is_file()
@@ -35,14 +25,14 @@ def test_probe_sweep_quick(tmp_path):
 
 
 def test_strategy_cost_quick(tmp_path):
-    result = load("strategy_cost").main(["--quick", "--out", str(tmp_path)])
+    result = load_benchmark("strategy_cost").main(["--quick", "--out", str(tmp_path)])
     assert set(result["ms_per_step"]) == {"dann", "source_only"} and all(v > 0 for v in result["ms_per_step"].values())
     assert math.isclose(result["ratio_dann_vs_source_only"],
                         result["ms_per_step"]["dann"] / result["ms_per_step"]["source_only"])
 
 
 def test_throughput_quick(tmp_path):
-    rows = load("throughput").main(["--quick", "--out", str(tmp_path)])
+    rows = load_benchmark("throughput").main(["--quick", "--out", str(tmp_path)])
     row = rows[0]
     assert row["model"] == "resnet18" and row["train_img_s"] > 0 and row["extract_img_s"] > 0
     # ResNet-18 forward: 1.82 GMAC = 3.64 GFLOP at 224 px; at 32 px about 3.64 * (32/224)^2 = 0.074 GFLOP
@@ -50,13 +40,13 @@ def test_throughput_quick(tmp_path):
 
 
 def test_dataload_quick(tmp_path):
-    rows = load("dataload").main(["--quick", "--out", str(tmp_path)])
+    rows = load_benchmark("dataload").main(["--quick", "--out", str(tmp_path)])
     assert [r["on_device"] for r in rows] == [False, True]
     assert all(r["loader_img_s"] > 0 and r["model_img_s"] > 0 and r["headroom"] > 0 for r in rows)
 
 
 def test_da_protocol_quick_runs_both_phases_and_its_tables_rebuild_from_the_records(tmp_path):
-    bench = load("da_protocol")
+    bench = load_benchmark("da_protocol")
     data = bench.main(["--quick", "--jobs", "2", "--out", str(tmp_path / "run"), "--record", str(tmp_path / "r.json")])
     runs = data["runs"]
     assert {r["phase"] for r in runs} == {"select", "evaluate"} and all(r["status"] == "completed" for r in runs)
@@ -69,7 +59,7 @@ def test_da_protocol_quick_runs_both_phases_and_its_tables_rebuild_from_the_reco
 
 
 def test_results_md_da_tables_are_generated_from_the_committed_records():
-    bench = load("da_protocol")
+    bench = load_benchmark("da_protocol")
     records = json.loads((BENCHMARKS / "results" / "da_protocol.json").read_text())
     page = (BENCHMARKS / "RESULTS.md").read_text()
     section = page.split(bench.BEGIN, 1)[1].split(bench.END, 1)[0]
@@ -78,7 +68,7 @@ def test_results_md_da_tables_are_generated_from_the_committed_records():
 
 
 def test_dann_defaults_are_the_candidate_the_committed_selection_chose():
-    bench = load("da_protocol")
+    bench = load_benchmark("da_protocol")
     chosen = bench.choose(json.loads((BENCHMARKS / "results" / "da_protocol.json").read_text())["runs"])
     defaults = yaml.safe_load((BENCHMARKS.parent / "transferlab" / "conf" / "strategy" / "dann.yaml").read_text())
     for override in bench.CANDIDATES[chosen]:

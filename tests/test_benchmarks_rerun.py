@@ -7,7 +7,6 @@ runs as a subprocess, to see exactly what a user sees on the console.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -15,18 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BENCHMARKS, load_benchmark
 
 from transferlab.contracts.errors import EXIT_USER_ERROR, PREFIX, TransferlabError
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = ["parity", "throughput", "dataload", "strategy_cost", "multitask_cost", "probe_sweep"]
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def snapshot(folder: Path) -> dict:
@@ -44,7 +36,7 @@ def outputs(tmp_path, monkeypatch):
 
 # --- the helper -------------------------------------------------------------------------------------------------
 def test_fresh_out_default_is_a_new_timestamped_folder_every_time(outputs):
-    common = load("common")
+    common = load_benchmark("common")
     first, second = common.fresh_out("demo"), common.fresh_out("demo")
     assert first != second and first.parent == second.parent == outputs / "demo"
     assert all(re.fullmatch(r"\d{8}-\d{6}-\d{6}(-\d+)?", p.name) for p in (first, second))
@@ -55,7 +47,7 @@ def test_fresh_out_default_is_a_new_timestamped_folder_every_time(outputs):
 
 
 def test_fresh_out_refuses_a_used_folder_in_one_line_and_writes_nothing(outputs):
-    common = load("common")
+    common = load_benchmark("common")
     used = common.fresh_out("demo", outputs / "run")
     (used / "result.json").write_text("[]")
     before = snapshot(used)
@@ -77,12 +69,12 @@ def test_every_benchmark_refuses_a_used_out_before_any_work(name, tmp_path):
     (tmp_path / "result.json").write_text("[]")
     before = snapshot(tmp_path)
     with pytest.raises(TransferlabError, match="already holds result.json"):
-        load(name).main(["--quick", "--out", str(tmp_path)])
+        load_benchmark(name).main(["--quick", "--out", str(tmp_path)])
     assert snapshot(tmp_path) == before
 
 
 def test_multitask_cost_reruns_into_new_folders_and_refuses_a_used_out(outputs, tmp_path, monkeypatch, capsys):
-    bench, common = load("multitask_cost"), load("common")
+    bench, common = load_benchmark("multitask_cost"), load_benchmark("common")
     monkeypatch.setattr(sys, "argv", ["multitask_cost.py", "--quick"])
     with pytest.raises(SystemExit) as done:  # what `python benchmarks/multitask_cost.py --quick` does
         common.cli(bench.main)

@@ -1,0 +1,123 @@
+"""What the result-generating benchmarks (``matrix.py``, ``da_protocol.py``) share: running one
+``python -m transferlab.run`` job in its own process, statistics over seeds, the machine record, and the generated
+sections of benchmarks/RESULTS.md (between ``<!-- name:begin -->`` and ``<!-- name:end -->``, never typed).
+
+Imports no torch, so a driver that mostly waits on its jobs stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def code_version() -> str:
+    """The commit the runs measure (``+`` when ``transferlab/`` has uncommitted changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + ("+" if git("status", "--porcelain", "--",
+                                                                           "transferlab") else "")
+
+
+def run(overrides: list[str], run_dir: Path, threads: int) -> tuple[dict | None, str | None]:
+    """One ``python -m transferlab.run`` in its own process with ``threads`` intra-op threads, writing ``run_dir``;
+    a run of this benchmark's own that completed there before is reused, an unfinished one started again.
+    Returns (metrics.json, None), or (None, the error's last line)."""
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file() and json.loads(metrics_file.read_text()).get("status") == "completed":
+        return json.loads(metrics_file.read_text()), None
+    shutil.rmtree(run_dir, ignore_errors=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "transferlab.run", *overrides, f"threads={threads}",
+                           f"hydra.run.dir={run_dir}"], cwd=run_dir.parent, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        return None, (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return json.loads(metrics_file.read_text()), None
+
+
+def folder_name(text: str) -> str:
+    return "".join(c if (c.isascii() and c.isalnum()) or c in ".-" else "_" for c in text)
+
+
+# --- statistics ---------------------------------------------------------------------------------------------------
+def mean_ci(values) -> tuple[float, float, int]:
+    """Mean, half-width of the 95% t-interval (nan for n < 2), and n, over the finite values."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n) if n > 1 else math.nan
+    return statistics.mean(values), half, n
+
+
+def fmt(values, scale: float = 100.0) -> str:
+    """``mean ± half-width`` (in % by default), the mean alone for n = 1, ``n/a`` for none."""
+    mean, half, n = mean_ci(values)
+    if n == 0:
+        return "n/a"
+    return f"{mean * scale:.1f} ± {half * scale:.1f}" if n > 1 else f"{mean * scale:.1f}"
+
+
+def verdict(gains) -> str:
+    """Whether the 95% interval of paired gains excludes zero."""
+    mean, half, n = mean_ci(gains)
+    if n < 2 or math.isnan(half):
+        return "n < 2"
+    if mean - half > 0:
+        return "significant gain"
+    if mean + half < 0:
+        return "significant loss"
+    return "no significant gain"
+
+
+# --- the record of the machine ------------------------------------------------------------------------------------
+def machine(threads: int, jobs: int, wall: float, quick: bool) -> dict:
+    """Date, CPU, threads per run, runs at a time, versions and wall time: what a table's figures depend on."""
+    from importlib import metadata
+
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if platform.system() == "Linux" else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("torch", "lightning", "timm"))
+    return {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": f"{cpu} ({os.cpu_count()} CPUs)",
+            "threads": threads, "jobs": jobs, "wall_s": round(wall, 1), "quick": quick, "versions": versions}
+
+
+# --- generated sections of RESULTS.md -----------------------------------------------------------------------------
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def section(name: str, page: str | None = None) -> str:
+    """The text between ``name``'s markers in RESULTS.md (or ``page``)."""
+    begin, end = markers(name)
+    page = RESULTS.read_text() if page is None else page
+    if begin not in page or end not in page:
+        raise ValueError(f"{RESULTS} has no {begin} ... {end} section")
+    return page.split(begin, 1)[1].split(end, 1)[0].removeprefix("\n")
+
+
+def write_section(name: str, text: str) -> None:
+    """Replace ``name``'s section of RESULTS.md with ``text`` (atomically)."""
+    from transferlab.atomic import write_text
+
+    begin, end = markers(name)
+    page = RESULTS.read_text()
+    section(name, page)  # the markers must be there
+    head, rest = page.split(begin, 1)
+    write_text(RESULTS, f"{head}{begin}\n{text}{end}{rest.split(end, 1)[1]}")

@@ -1,0 +1,60 @@
+"""Results a reader can regenerate: the matrix and the contention benchmark run end to end (``slow``), their
+neighbours stop on their own, and the few-shot protocol's validation holds no more labels than its training."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from conftest import load_benchmark
+from fakes import make_image_tree
+
+from transferlab.data.digits import DigitsDataModule
+from transferlab.data.imagefolder import ImageFolderDataModule
+
+
+@pytest.mark.slow
+def test_matrix_quick_runs_every_task_and_continues_an_out_folder(tmp_path):
+    bench = load_benchmark("matrix")
+    data = bench.main(["--quick", "--jobs", "2", "--out", str(tmp_path / "run")])
+    assert {r["task"] for r in data["runs"]} == set(bench.TASKS)
+    assert all(r["status"] == "completed" and r["threads"] == 1 for r in data["runs"])
+    text = bench.tables(data)
+    assert all(title in text for title, *_ in bench.TASKS.values())
+    again = bench.main(["--quick", "--jobs", "2", "--out", str(tmp_path / "run")])  # continued: nothing re-run
+    assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in data["runs"]]
+
+
+@pytest.mark.slow
+def test_contention_quick_writes_its_table(tmp_path):
+    result = load_benchmark("contention").main(["--quick", "--out", str(tmp_path / "c")])
+    (row,) = result["rows"]
+    assert row["variant"] == "passive" and row["alone_median_s"] > 0 and row["at_once_s"] > 0
+    assert (tmp_path / "c" / "result.md").read_text().count("| passive |") == 1
+
+
+def test_contention_neighbours_stop_on_their_own():
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", load_benchmark("contention").BUSY, "0.3"], check=True, timeout=30)
+    assert time.perf_counter() - start < 30
+
+
+def test_fewshot_validation_holds_no_more_labels_than_training():
+    data = DigitsDataModule(image_size=16, samples_per_class=10, val_samples_per_class=10, split_seed=1)
+    data.setup()
+    train, val = data.train_set.labels.numpy(), data.val_set.labels.numpy()
+    assert Counter(train.tolist()) == Counter(val.tolist()) == dict.fromkeys(range(10), 10)
+    full = DigitsDataModule(image_size=16, samples_per_class=10, split_seed=1)
+    full.setup()
+    assert len(full.val_set) > 100  # without the key, validation keeps its 10% share of all digits
+
+
+def test_imagefolder_val_samples_per_class(tmp_path):
+    for split in ("train", "val"):
+        make_image_tree(tmp_path / split, classes=("a", "b", "c"), per_class=8, size=16, modes=("RGB",))
+    data = ImageFolderDataModule(root=tmp_path, image_size=16, samples_per_class=3, val_samples_per_class=2)
+    data.setup()
+    assert Counter(data.val_set.targets) == {0: 2, 1: 2, 2: 2} and len(data.train_set) == 9
