@@ -90,9 +90,9 @@ def plan(args) -> list[dict]:
         for row, overrides in rows.items():
             for seed, split in seeds:
                 extra = (QUICK + (QUICK_DA if task.startswith("da") else [])) if args.quick else []
+                overrides = list(dict.fromkeys([*base, *overrides, *QUIET, *extra]))  # DA's recipe has QUIET's
                 jobs.append({"task": task, "row": row, "seed": seed, "split_seed": split, "code": code,
-                             "overrides": [*base, *overrides, *QUIET, *extra, f"seed={seed}",
-                                           f"data.split_seed={split}"]})
+                             "overrides": [*overrides, f"seed={seed}", f"data.split_seed={split}"]})
     return jobs
 
 
