@@ -33,14 +33,24 @@ import math
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from protocol import code_version, fmt, machine, markers, run, verdict, write_section  # noqa: E402
+from protocol import (  # noqa: E402
+    add_arguments,
+    code_version,
+    fmt,
+    machine,
+    markers,
+    run,
+    run_all,
+    runs_folder,
+    save_records,
+    verdict,
+    write_section,
+)
 from protocol import folder_name as safe_name  # noqa: E402
 
 BEGIN, END = markers("da_protocol")
@@ -127,11 +137,6 @@ def record(metrics: dict) -> dict:
             "pad_start": values.get("domain/pad_start", metrics.get("domain/pad_start")),
             "pad_end": values.get("domain/pad_end", metrics.get("domain/pad_end")),
             "warnings": report.get("warnings", [])}
-
-
-def run_all(jobs: list[dict], out: Path, threads: int, parallel: int) -> list[dict]:
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(lambda j: run_job(j, out, threads), jobs))
 
 
 # --- statistics and tables ----------------------------------------------------------------------------------------
@@ -242,37 +247,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phase", choices=("select", "evaluate", "all"), default="all")
     parser.add_argument("--quick", action="store_true", help="one seed, one candidate, 4 steps: a smoke run")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default: a new timestamped one)")
-    parser.add_argument("--record", type=Path, default=None, help="also copy the records to this file")
-    parser.add_argument("--report", type=Path, default=None, help="only rebuild the tables from this records file")
-    parser.add_argument("--write-results", action="store_true", help="put the tables into benchmarks/RESULTS.md")
     parser.add_argument("--methods", type=lambda text: text.split(","), default=None,
                         help="only these methods, e.g. source_only,cdan,mcc")
     parser.add_argument("--merge", type=Path, default=None,
                         help="a records file to extend: its runs are kept (and its selection reused), the new appended")
+    add_arguments(parser, "da_protocol")
     args = parser.parse_args(argv)
     if args.report is not None:
         data = json.loads(args.report.read_text())
     else:
-        out = args.out or ROOT / "outputs" / "benchmarks" / "da_protocol" / datetime.now().strftime("%Y%m%d-%H%M%S")
-        out.mkdir(parents=True, exist_ok=True)
+        out = runs_folder("da_protocol", args.out)
         start = time.perf_counter()
         merged = json.loads(args.merge.read_text()) if args.merge else {"runs": []}
-        records = run_all(plan("select", args), out, args.threads, args.jobs) if args.phase != "evaluate" else []
+        run_one = lambda j: run_job(j, out, args.threads)  # noqa: E731
+        records = run_all(plan("select", args), run_one, args.jobs) if args.phase != "evaluate" else []
         if args.phase != "select":
             previous = json.loads((out / "runs.json").read_text())["runs"] if (out / "runs.json").is_file() else []
             dev = records or [r for r in previous + merged["runs"] if r["phase"] == "select"]
-            evaluated = run_all(plan("evaluate", args, choose(dev)), out, args.threads, args.jobs)
+            evaluated = run_all(plan("evaluate", args, choose(dev)), run_one, args.jobs)
             records = (records if merged["runs"] else dev) + evaluated
         data = {"meta": meta(args, time.perf_counter() - start), "runs": merged["runs"] + records}
         if args.merge:
             data["meta"]["earlier"] = [merged["meta"], *merged["meta"].get("earlier", [])]
-        (out / "runs.json").write_text(json.dumps(data, indent=1))
-        if args.record:
-            args.record.parent.mkdir(parents=True, exist_ok=True)
-            args.record.write_text(json.dumps(data, indent=1))
+        save_records(data, out, args.record)
     text = tables(data) if any(r["phase"] == "evaluate" for r in data["runs"]) else \
         "\n".join(selection_table(data["runs"], choose(data["runs"]))) + "\n"
     print(text)

@@ -30,15 +30,25 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from da_protocol import RECIPE as DA_RECIPE  # noqa: E402
-from protocol import code_version, fmt, machine, mean_ci, run, verdict, write_section  # noqa: E402
+from protocol import (  # noqa: E402
+    add_arguments,
+    code_version,
+    fmt,
+    machine,
+    mean_ci,
+    run,
+    run_all,
+    runs_folder,
+    save_records,
+    verdict,
+    write_section,
+)
 from protocol import folder_name as safe_name  # noqa: E402
 
 SEEDS = [(seed, 0) for seed in range(5)]
@@ -167,30 +177,18 @@ def tables(data: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every task, two rows, one seed, a few steps")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
     parser.add_argument("--tasks", type=lambda text: text.split(","), default=None, help="only these tasks")
-    parser.add_argument("--out", type=Path, default=None, help="runs folder (default: a new timestamped one)")
-    parser.add_argument("--record", type=Path, default=None, help="also write the records to this file")
-    parser.add_argument("--report", type=Path, default=None, help="only rebuild the tables from this records file")
-    parser.add_argument("--write-results", action="store_true", help="put the tables into benchmarks/RESULTS.md")
+    add_arguments(parser, "matrix")
     args = parser.parse_args(argv)
     if args.report is not None:
         data = json.loads(args.report.read_text())
     else:
-        out = args.out or ROOT / "outputs" / "benchmarks" / "matrix" / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        out.mkdir(parents=True, exist_ok=True)
+        out = runs_folder("matrix", args.out)
         jobs = [j for j in plan(args) if args.tasks is None or j["task"] in args.tasks]
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            records = list(pool.map(lambda j: run_job(j, out, args.threads), jobs))
+        records = run_all(jobs, lambda j: run_job(j, out, args.threads), args.jobs)
         data = {"meta": machine(args.threads, args.jobs, time.perf_counter() - start, args.quick), "runs": records}
-        from transferlab.atomic import write_text
-
-        write_text(out / "runs.json", json.dumps(data, indent=1))
-        if args.record:
-            args.record.parent.mkdir(parents=True, exist_ok=True)
-            write_text(args.record, json.dumps(data, indent=1))
+        save_records(data, out, args.record)
     text = tables(data)
     print(text)
     if args.write_results:

@@ -12,15 +12,18 @@ import math
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from scipy import stats
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # this checkout's transferlab
+    sys.path.insert(0, str(ROOT))
+
+from transferlab.analysis.sweep_configs import spread  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
@@ -54,15 +57,49 @@ def folder_name(text: str) -> str:
     return "".join(c if (c.isascii() and c.isalnum()) or c in ".-" else "_" for c in text)
 
 
+def add_arguments(parser, name: str) -> None:
+    """The options every result-generating benchmark takes."""
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"runs folder, continued when it holds finished runs (default: a new "
+                             f"outputs/benchmarks/{name}/<time>)")
+    parser.add_argument("--record", type=Path, default=None, help="also write the records to this file")
+    parser.add_argument("--report", type=Path, default=None, help="only rebuild the tables from this records file")
+    parser.add_argument("--write-results", action="store_true", help="put the tables into benchmarks/RESULTS.md")
+
+
+def runs_folder(name: str, out: Path | None) -> Path:
+    """``out``, or a new timestamped ``outputs/benchmarks/<name>/<time>``; created."""
+    out = out or ROOT / "outputs" / "benchmarks" / name / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run_all(jobs: list[dict], run_job, parallel: int) -> list[dict]:
+    """``run_job(job)`` for every job, ``parallel`` at a time, records in the jobs' order."""
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(run_job, jobs))
+
+
+def save_records(data: dict, out: Path, record: Path | None) -> None:
+    """``<out>/runs.json`` and, when given, the ``record`` copy, written atomically."""
+    from transferlab.atomic import write_text
+
+    text = json.dumps(data, indent=1)
+    write_text(out / "runs.json", text)
+    if record:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_text(record, text)
+
+
 # --- statistics ---------------------------------------------------------------------------------------------------
 def mean_ci(values) -> tuple[float, float, int]:
-    """Mean, half-width of the 95% t-interval (nan for n < 2), and n, over the finite values."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, 0
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n) if n > 1 else math.nan
-    return statistics.mean(values), half, n
+    """Mean, half-width of the 95% t-interval (nan for n < 2), and n, over the finite values (the sweep summary's
+    ``spread``)."""
+    result = spread([float(v) for v in values if v is not None and math.isfinite(v)])
+    return (math.nan if result["mean"] is None else result["mean"],
+            math.nan if result["ci95"] is None else result["ci95"], result["n"])
 
 
 def fmt(values, scale: float = 100.0) -> str:

@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.atomic import AtomicCheckpointIO, write_text
-from transferlab.contracts.checks import check_config, check_options, unknown_option
+from transferlab.contracts.checks import RULES, check_config, check_options, unknown_option
 from transferlab.contracts.data_config import DataConfig
 from transferlab.contracts.errors import TransferlabError, one_line, user_error
 from transferlab.loggers import log_hparams, prepare_logger, run_name
@@ -87,6 +87,7 @@ def resume_path(cfg: DictConfig, earlier: EarlierJob | None = None) -> str | Non
 
 def earlier_attempt(cfg: DictConfig) -> EarlierJob | None:
     """In a multirun with ``sweep_resume`` on and no ``resume=``: this job's earlier attempt (``resume.py``)."""
+    RULES["sweep_resume"]("sweep_resume", cfg.get("sweep_resume", True))  # read before build checks the rest
     if cfg.get("resume") is not None or not cfg.get("sweep_resume", True) or not HydraConfig.initialized():
         return None
     hydra_cfg = HydraConfig.get()
@@ -209,7 +210,6 @@ def train(cfg: DictConfig) -> float:
     Writes ``metrics.json`` in ``cfg.paths.output_dir`` whether the run completes or fails.
     """
     output_dir = Path(cfg.paths.output_dir)
-    check_config(cfg)  # also in build: sweep_resume is read first
     earlier = earlier_attempt(cfg)
     if earlier is not None and earlier.completed is not None:
         return reuse(earlier, output_dir)
