@@ -24,20 +24,9 @@ for _path in (ROOT, ROOT / "benchmarks"):  # this checkout's transferlab (whiche
         sys.path.insert(0, str(_path))
 
 from out_folder import COMMAND_FILE, add_out_argument, check_unused, fresh_out, outputs_root  # noqa: E402, F401
+from protocol import add_record_arguments, cli, load_record, publish  # noqa: E402, F401
 
 from transferlab.atomic import write_text  # noqa: E402
-
-
-def cli(main) -> None:
-    """A benchmark's ``__main__``: ``main(sys.argv[1:])``; a user error (a used ``--out``, a full disk, a bad
-    override) is one line on stderr, ``transferlab: error: ...``, and exit code 2; a bug keeps its traceback."""
-    from transferlab.entry import run_script
-
-    def script(argv: list[str]) -> int:
-        main(argv)
-        return 0
-
-    sys.exit(run_script(script))
 
 
 def device_name(device: torch.device) -> str:

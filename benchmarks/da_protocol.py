@@ -40,8 +40,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from protocol import (  # noqa: E402
     add_arguments,
+    cli,
     code_version,
     fmt,
+    load_record,
     machine,
     markers,
     run,
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_arguments(parser, "da_protocol")
     args = parser.parse_args(argv)
     if args.report is not None:
-        data = json.loads(args.report.read_text())
+        data = load_record(args.report)
     else:
         out = runs_folder("da_protocol", args.out)
         start = time.perf_counter()
@@ -281,4 +283,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -26,7 +26,6 @@ this benchmark is continued, never overwritten.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -38,8 +37,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from da_protocol import RECIPE as DA_RECIPE  # noqa: E402
 from protocol import (  # noqa: E402
     add_arguments,
+    cli,
     code_version,
     fmt,
+    load_record,
     machine,
     mean_ci,
     run,
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_arguments(parser, "matrix")
     args = parser.parse_args(argv)
     if args.report is not None:
-        data = json.loads(args.report.read_text())
+        data = load_record(args.report)
     else:
         out = runs_folder("matrix", args.out)
         jobs = [j for j in plan(args) if args.tasks is None or j["task"] in args.tasks]
@@ -197,4 +198,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

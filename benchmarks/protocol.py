@@ -53,6 +53,19 @@ def run(overrides: list[str], run_dir: Path, threads: int) -> tuple[dict | None,
     return json.loads(metrics_file.read_text()), None
 
 
+def cli(main) -> None:
+    """A benchmark's ``__main__``: ``main(sys.argv[1:])``; a user error (a used ``--out``, a missing record, a full
+    disk, a bad override) is one line on stderr, ``transferlab: error: ...``, and exit code 2; a bug keeps its
+    traceback."""
+    from transferlab.entry import run_script
+
+    def script(argv: list[str]) -> int:
+        main(argv)
+        return 0
+
+    sys.exit(run_script(script))
+
+
 def folder_name(text: str) -> str:
     return "".join(c if (c.isascii() and c.isalnum()) or c in ".-" else "_" for c in text)
 
@@ -64,9 +77,43 @@ def add_arguments(parser, name: str) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"runs folder, continued when it holds finished runs (default: a new "
                              f"outputs/benchmarks/{name}/<time>)")
-    parser.add_argument("--record", type=Path, default=None, help="also write the records to this file")
-    parser.add_argument("--report", type=Path, default=None, help="only rebuild the tables from this records file")
-    parser.add_argument("--write-results", action="store_true", help="put the tables into benchmarks/RESULTS.md")
+    add_record_arguments(parser, name)
+
+
+def add_record_arguments(parser, name: str) -> None:
+    """``--record``, ``--report`` and ``--write-results``: a benchmark's result as a committed record, and its
+    section of RESULTS.md generated from it."""
+    parser.add_argument("--record", type=Path, default=None,
+                        help=f"also write the result to this file (committed: benchmarks/results/{name}.json)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="measure nothing: rebuild the table from this record")
+    parser.add_argument("--write-results", action="store_true",
+                        help=f"put the table into the {name} section of benchmarks/RESULTS.md")
+
+
+def load_record(path: Path):
+    """A record written by ``--record``; a missing or unreadable one is one line (``TransferlabError``)."""
+    from transferlab.contracts.errors import TransferlabError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise TransferlabError(f"--report {path}: cannot read the record ({type(error).__name__}); give a file "
+                               "written by --record, e.g. under benchmarks/results/") from None
+
+
+def publish(name: str, result, text: str, record: Path | None, write_results: bool) -> None:
+    """Print ``text`` (the markdown rendering of ``result``); write ``result`` to ``record`` and ``text`` into
+    ``name``'s section of RESULTS.md when asked, each atomically."""
+    from transferlab.atomic import write_text
+
+    text = text if text.endswith("\n") else text + "\n"
+    print(text, end="")
+    if record is not None:
+        Path(record).parent.mkdir(parents=True, exist_ok=True)
+        write_text(Path(record), json.dumps(result, indent=1) + "\n")
+    if write_results:
+        write_section(name, text)
 
 
 def runs_folder(name: str, out: Path | None) -> Path:
@@ -142,10 +189,12 @@ def markers(name: str) -> tuple[str, str]:
 
 def section(name: str, page: str | None = None) -> str:
     """The text between ``name``'s markers in RESULTS.md (or ``page``)."""
+    from transferlab.contracts.errors import TransferlabError
+
     begin, end = markers(name)
     page = RESULTS.read_text() if page is None else page
     if begin not in page or end not in page:
-        raise ValueError(f"{RESULTS} has no {begin} ... {end} section")
+        raise TransferlabError(f"{RESULTS} has no {begin} ... {end} section: add the two lines where the table goes")
     return page.split(begin, 1)[1].split(end, 1)[0].removeprefix("\n")
 
 
