@@ -42,8 +42,10 @@ def device_name(device: torch.device) -> str:
 
 
 def versions() -> str:
-    import lightning
-    return f"torch {torch.__version__}, lightning {lightning.__version__}"
+    """``torch …, lightning …, timm …`` (``transferlab.threads.versions_line``), the same in every benchmark."""
+    from transferlab.threads import versions_line
+
+    return versions_line()
 
 
 def sync(device: torch.device) -> None:
@@ -80,11 +82,13 @@ def median(values) -> float:
     return statistics.median(values)
 
 
-def report(out, rows, lines: list[str]) -> None:
-    """Print the markdown ``lines`` and keep them, with the raw ``rows``, as ``out/result.md`` and
-    ``out/result.json`` (each written atomically: a reader sees no file or the whole one)."""
+def report(out, rows, lines: list[str], echo: bool = True) -> None:
+    """Print the markdown ``lines`` (unless ``echo`` is false: ``protocol.publish`` prints them) and keep them, with
+    the raw ``rows``, as ``out/result.md`` and ``out/result.json`` (each written atomically: a reader sees no file or
+    the whole one)."""
     text = "\n".join(lines)
-    print(text)
+    if echo:
+        print(text)
     out = Path(out)
     write_text(out / "result.json", json.dumps(rows, indent=2) + "\n")
     write_text(out / "result.md", text + "\n")

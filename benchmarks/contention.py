@@ -24,7 +24,6 @@ Each run writes into a new ``outputs/benchmarks/contention/<time>`` (or ``--out`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -36,8 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import add_out_argument, cli, fresh_out, report, versions  # noqa: E402
-from protocol import write_section  # noqa: E402
+from common import add_out_argument, add_record_arguments, cli, fresh_out, load_record, publish, report, versions  # noqa: E402
 
 from transferlab.threads import available_cpus, cpu_model  # noqa: E402
 
@@ -144,16 +142,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=3, help="neighbours, and jobs started at once")
     parser.add_argument("--repeats", type=int, default=2, help="alone runs (one after another)")
     parser.add_argument("--neighbour-seconds", type=float, default=900, help="the longest a neighbour busy-loops")
-    parser.add_argument("--report", type=Path, default=None, help="only rebuild the table from this result.json")
-    parser.add_argument("--write-results", action="store_true", help="put the table into benchmarks/RESULTS.md")
     add_out_argument(parser, "contention")
+    add_record_arguments(parser, "contention")
     args = parser.parse_args(argv)
     if args.report is not None:
-        result = json.loads(args.report.read_text())
-        text = "\n".join(table(result)) + "\n"
-        print(text)
-        if args.write_results:
-            write_section("contention", text)
+        result = load_record(args.report)
+        publish("contention", result, "\n".join(table(result)), None, args.write_results)
         return result
     if args.quick:
         args.repeats, args.variants = 1, args.variants or "passive"  # a smoke run of every code path
@@ -167,9 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": cpu_model(), "cpus_available": available_cpus(),
               "versions": versions(), "job": job, "jobs": args.jobs, "repeats": args.repeats, "quick": args.quick,
               "rows": rows}
-    report(out, result, table(result))
-    if args.write_results:
-        write_section("contention", "\n".join(table(result)) + "\n")
+    report(out, result, table(result), echo=False)
+    publish("contention", result, "\n".join(table(result)), args.record, args.write_results)
     return result
 
 

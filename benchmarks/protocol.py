@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -172,14 +171,10 @@ def verdict(gains) -> str:
 # --- the record of the machine ------------------------------------------------------------------------------------
 def machine(threads: int, jobs: int, wall: float, quick: bool) -> dict:
     """Date, CPU, threads per run, runs at a time, versions and wall time: what a table's figures depend on."""
-    from importlib import metadata
+    from transferlab.threads import cpu_model, versions_line
 
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if platform.system() == "Linux" else []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-               platform.processor())
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in ("torch", "lightning", "timm"))
-    return {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": f"{cpu} ({os.cpu_count()} CPUs)",
-            "threads": threads, "jobs": jobs, "wall_s": round(wall, 1), "quick": quick, "versions": versions}
+    return {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": f"{cpu_model()} ({os.cpu_count()} CPUs)",
+            "threads": threads, "jobs": jobs, "wall_s": round(wall, 1), "quick": quick, "versions": versions_line()}
 
 
 # --- generated sections of RESULTS.md -----------------------------------------------------------------------------

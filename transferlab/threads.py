@@ -61,16 +61,27 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def environment() -> dict:
-    """What a CPU result depends on: torch's thread counts, the OpenMP wait policy, the CPU and the versions."""
-    import torch
-
+def package_versions(names=PACKAGES) -> dict:
+    """Python's version and each installed package's (None when not installed), read without importing them."""
     versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    return versions
+
+
+def versions_line(names=("torch", "lightning", "timm")) -> str:
+    """``torch 2.x, lightning 2.y, timm 1.z``: the versions a benchmark's table names."""
+    return ", ".join(f"{name} {version}" for name, version in package_versions(names).items() if name != "python")
+
+
+def environment() -> dict:
+    """What a CPU result depends on: torch's thread counts, the OpenMP wait policy, the CPU and the versions."""
+    import torch
+
+    versions = package_versions()
     return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
             "cpus_available": available_cpus(),

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import subprocess
 from pathlib import Path
 
-import lightning
 import torch
-import torchvision
 from common import ROOT, device_name
 
 from transferlab.atomic import write_text
+from transferlab.threads import package_versions
 
 from .render import render
 
@@ -60,14 +58,8 @@ def describe_device(device: torch.device) -> dict:
 
 def describe_versions() -> dict:
     """Python, torch, CUDA, cuDNN, Lightning, torchvision, timm (when installed) and this checkout's commit."""
-    out = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version(), "lightning": lightning.__version__,
-           "torchvision": torchvision.__version__}
-    try:
-        import timm
-        out["timm"] = timm.__version__
-    except ImportError:
-        pass
+    out = {**package_versions(("torch", "torchvision", "lightning", "timm")), "cuda": torch.version.cuda,
+           "cudnn": torch.backends.cudnn.version()}
     commit = shell_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     if commit:
         dirty = shell_line(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
