@@ -166,7 +166,10 @@ def choose(records: list[dict]) -> str:
         if gains:
             scores[candidate] = (min(gains), statistics.mean(gains))
     if not scores:
-        raise SystemExit("da_protocol: no completed development run to choose from; see the runs' metrics.json")
+        from transferlab.contracts.errors import TransferlabError
+
+        raise TransferlabError("da_protocol: no completed development run to choose from; see the runs' "
+                               "metrics.json under --out")
     return max(scores, key=scores.get)
 
 
@@ -237,10 +240,6 @@ def tables(data: dict) -> str:
     return "\n".join(text) + "\n"
 
 
-def write_results(text: str) -> None:
-    write_section("da_protocol", text)
-
-
 def meta(args, wall: float) -> dict:
     return machine(args.threads, args.jobs, wall, args.quick)
 
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.report is None:
         (out / "result.md").write_text(text)
     if args.write_results:
-        write_results(text)
+        write_section("da_protocol", text)
     return data
 
 

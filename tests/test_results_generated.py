@@ -3,13 +3,14 @@ neighbours stop on their own, and the few-shot protocol's validation holds no mo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import pytest
-from conftest import load_benchmark
+from conftest import BENCHMARKS, load_benchmark
 from fakes import make_image_tree
 
 from transferlab.data.digits import DigitsDataModule
@@ -58,3 +59,44 @@ def test_imagefolder_val_samples_per_class(tmp_path):
     data = ImageFolderDataModule(root=tmp_path, image_size=16, samples_per_class=3, val_samples_per_class=2)
     data.setup()
     assert Counter(data.val_set.targets) == {0: 2, 1: 2, 2: 2} and len(data.train_set) == 9
+
+
+# --- every generated section of RESULTS.md is its committed record's rendering ---------------------------------------
+def _lines(text_or_lines) -> str:
+    text = text_or_lines if isinstance(text_or_lines, str) else "\n".join(text_or_lines)
+    return text if text.endswith("\n") else text + "\n"
+
+
+GENERATED = {  # section of RESULTS.md: (benchmark, committed record, the section rendered from the record)
+    "matrix": ("matrix", "runs.json", lambda bench, record: bench.tables(record)),
+    "contention": ("contention", "contention.json", lambda bench, record: bench.table(record)),
+}
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_results_md_section_is_generated_from_its_committed_record(name):
+    script, record_file, render = GENERATED[name]
+    bench, protocol = load_benchmark(script), load_benchmark("protocol")
+    record = json.loads((BENCHMARKS / "results" / record_file).read_text())
+    assert protocol.section(name) == _lines(render(bench, record))
+    assert "Not yet generated" not in protocol.section(name)
+
+
+def test_matrix_record_is_a_full_run_of_every_task_at_one_thread_count():
+    bench = load_benchmark("matrix")
+    data = json.loads((BENCHMARKS / "results" / "runs.json").read_text())
+    metas = data["meta"] if isinstance(data["meta"], list) else [data["meta"]]
+    assert not any(meta["quick"] for meta in metas)
+    threads = {meta["threads"] for meta in metas}
+    assert len(threads) == 1 and {r["threads"] for r in data["runs"]} == threads
+    for task, (_, _, rows, seeds, *_) in bench.TASKS.items():
+        for row in rows:
+            runs = bench.done([r for r in data["runs"] if r.get("runner", "transferlab") == "transferlab"], task, row)
+            assert len(runs) == len(seeds) >= 5, (task, row)
+
+
+def test_contention_record_measures_every_variant_of_the_full_job():
+    bench = load_benchmark("contention")
+    record = json.loads((BENCHMARKS / "results" / "contention.json").read_text())
+    assert not record["quick"] and record["job"] == bench.JOB and record["jobs"] == 3
+    assert {row["variant"] for row in record["rows"]} == set(bench.VARIANTS)
