@@ -5,15 +5,51 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import yaml
 from conftest import BENCHMARKS, load_benchmark
 
 
-def test_parity_quick(tmp_path):
-    rows = load_benchmark("parity").main(["--quick", "--out", str(tmp_path)])
-    assert len(rows) == 1 and rows[0]["model"] == "resnet18"
-    assert all(math.isfinite(rows[0][k]) and rows[0][k] > 0 for k in ("lightning_img_s", "loop_img_s", "ratio"))
-    assert json.loads((tmp_path / "result.json").read_text())[0]["timed_steps"] == 3
+@pytest.fixture(scope="module")
+def parity_run(tmp_path_factory):
+    """One ``parity.py --quick --profile`` run with its record: (module, result, run folder, record file)."""
+    folder = tmp_path_factory.mktemp("parity")
+    bench = load_benchmark("parity")
+    result = bench.main(["--quick", "--profile", "--out", str(folder / "run"), "--record", str(folder / "r.json")])
+    return bench, result, folder / "run", folder / "r.json"
+
+
+def test_parity_quick_times_all_three_sides(parity_run):
+    bench, result, run, _ = parity_run
+    (row,) = result["rows"]
+    assert row["model"] == "resnet18" and result["sides"] == ["loop", "bare", "as_run"]
+    for side in result["sides"]:
+        times = row["s_per_step"][side]
+        assert len(times) == result["repeats"] == 3 and all(math.isfinite(t) and t > 0 for t in times)
+        assert row["sides"][side]["img_s"] > 0 and row["sides"][side]["min"] <= row["sides"][side]["median"]
+    assert set(row["overhead_ms"]) == {"bare", "as_run"}
+    assert [order[0] for order in row["order"]] == ["loop", "bare", "as_run"]  # every side leads once
+    text = (run / "result.md").read_text()
+    assert all(f"| {side} |" in text for side in result["sides"])
+    assert json.loads((run / "result.json").read_text())["threads"] == result["threads"] == 1
+
+
+def test_parity_report_rebuilds_the_table_from_the_record_without_measuring(parity_run, monkeypatch, capsys):
+    bench, _, run, record = parity_run
+    monkeypatch.setattr(bench, "measure", lambda *a, **k: pytest.fail("--report measured"))
+    capsys.readouterr()
+    again = bench.main(["--report", str(record)])
+    assert capsys.readouterr().out == bench.table(again) + "\n" == (run / "result.md").read_text()
+
+
+def test_parity_profile_has_entries(parity_run):
+    _, result, run, _ = parity_run
+    profile = result["profile"]
+    assert profile["side"] == "as_run" and profile["steps"] == result["steps"] and profile["top"]
+    assert all(r["ms_per_step"] >= 0 or r["range"] == "(outside any range)" for r in profile["top"])
+    assert any(r["range"].startswith("[Callback]") for r in profile["top"])
+    assert profile["stages"]["backward"] > 0 and "framework (the rest)" in profile["stages"]
+    assert "| range | ms/step | share | calls/step |" in (run / "result.md").read_text()
 
 
 def test_probe_sweep_quick(tmp_path):

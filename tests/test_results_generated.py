@@ -69,7 +69,6 @@ def _lines(text_or_lines) -> str:
 
 GENERATED = {  # section of RESULTS.md: (benchmark, committed record, the section rendered from the record)
     "matrix": ("matrix", "runs.json", lambda bench, record: bench.tables(record)),
-    "contention": ("contention", "contention.json", lambda bench, record: bench.table(record)),
 }
 
 
@@ -93,10 +92,3 @@ def test_matrix_record_is_a_full_run_of_every_task_at_one_thread_count():
         for row in rows:
             runs = bench.done([r for r in data["runs"] if r.get("runner", "transferlab") == "transferlab"], task, row)
             assert len(runs) == len(seeds) >= 5, (task, row)
-
-
-def test_contention_record_measures_every_variant_of_the_full_job():
-    bench = load_benchmark("contention")
-    record = json.loads((BENCHMARKS / "results" / "contention.json").read_text())
-    assert not record["quick"] and record["job"] == bench.JOB and record["jobs"] == 3
-    assert {row["variant"] for row in record["rows"]} == set(bench.VARIANTS)

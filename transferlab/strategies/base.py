@@ -11,7 +11,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from transferlab.backbones import Backbone
@@ -89,7 +89,7 @@ class TransferModule(L.LightningModule):
 
     def check_finite(self, loss: torch.Tensor) -> None:
         """Stop at the first non-finite loss, naming the step."""
-        if not torch.isfinite(loss):
+        if not math.isfinite(loss.item()):  # a Python float: no tensor op on every step
             raise TransferlabError(f"loss is {loss.item()} at global step {self.global_step} (epoch "
                                    f"{self.current_epoch}); lower optimizer.lr or check the data")
 
@@ -103,9 +103,29 @@ class TransferModule(L.LightningModule):
     def log_training(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Stop on a non-finite ``loss``; log it and the training accuracy of ``logits``."""
         self.check_finite(loss)
-        self.train_acc(logits, target)
+        self.train_acc.update(logits, target)  # epoch-level only: the batch's own accuracy is never shown
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_epoch_metric("train/acc", self.train_acc, prog_bar=True)
+
+    def log_epoch_metric(self, name: str, metric: Metric, **kwargs) -> None:
+        """``self.log(name, metric, on_step=False, on_epoch=True, **kwargs)`` for a metric the step updated, but
+        only while Lightning holds no entry of it that waits for the epoch's end.
+
+        Lightning computes such a metric from its accumulated state when the epoch ends, then resets it; logging it
+        again on every step changes nothing but costs Lightning's per-call work (a fraction of a millisecond on a
+        CPU). So it is logged on the epoch's first step (and whenever Lightning's entry is missing or was reset).
+        """
+        if not self._awaits_epoch_end(name, metric):
+            self.log(name, metric, on_step=False, on_epoch=True, **kwargs)
+
+    def _awaits_epoch_end(self, name: str, metric: Metric) -> bool:
+        """Whether Lightning's result collection holds ``metric`` under ``name`` for this hook, not yet reset."""
+        results = getattr(self._trainer, "_results", None) if self._trainer is not None else None
+        if not isinstance(results, dict) or self._current_fx_name is None:
+            return False
+        index = getattr(results, "dataloader_idx", None)
+        entry = results.get(f"{self._current_fx_name}.{name}" + ("" if index is None else f".{index}"))
+        return getattr(entry, "has_reset", True) is False and getattr(entry, "value", None) is metric
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # the sanity check must not count as a best

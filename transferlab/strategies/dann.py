@@ -79,9 +79,9 @@ class DANN(DomainAdaptation):
                         target_features: torch.Tensor) -> torch.Tensor:
         coeff = self.grl_coeff()
         loss = self.domain_loss(source_features, target_features, coeff, source_logits)
-        self.domain_acc(self.adversary.logits.sigmoid(), self.adversary.labels)
+        self.domain_acc.update(self.adversary.logits.sigmoid(), self.adversary.labels)
         self.log("domain/loss", loss, on_step=True, on_epoch=True)
-        self.log("domain/acc", self.domain_acc, on_step=False, on_epoch=True)
+        self.log_epoch_metric("domain/acc", self.domain_acc)
         self.log("dann/lambda", coeff, on_step=True, on_epoch=False)
         return loss
 

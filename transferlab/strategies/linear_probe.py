@@ -76,9 +76,9 @@ class LinearProbe(TransferModule):
         losses = torch.stack([self.classification_loss(head_logits, target) for head_logits in logits])
         loss = losses.sum()  # heads share no parameters: each one gets exactly its own gradient
         self.check_finite(loss)
-        self.train_acc(logits[int(self.grid.selected)], target)
+        self.train_acc.update(logits[int(self.grid.selected)], target)
         self.log("train/loss", losses[int(self.grid.selected)], on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_epoch_metric("train/acc", self.train_acc, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
