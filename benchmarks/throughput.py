@@ -26,9 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from common import add_out_argument, cli, device_name, fresh_out, now, report, versions  # noqa: E402
-from parity import make_module  # noqa: E402
+
+from transferlab.experiment import build, load_config  # noqa: E402
 
 MODELS = ["resnet18", "resnet50", "efficientnet_b0", "vit_b_16"]
+
+
+def make_module(model: str, out: Path):
+    """A freshly built ``strategy=finetune`` module on random init (``out`` keeps its config.yaml)."""
+    cfg = load_config([f"model={model}", "model.weights=none", "strategy=finetune", "scheduler=none",
+                       "optimizer=adamw", "logger=none", "callbacks=none", "data.image_size=32"], output_dir=out)
+    return build(cfg)[2]
 
 
 def flops_per_image(model, images, train: bool) -> float:
