@@ -24,7 +24,7 @@ for _path in (ROOT, ROOT / "benchmarks"):  # this checkout's transferlab (whiche
         sys.path.insert(0, str(_path))
 
 from out_folder import COMMAND_FILE, add_out_argument, check_unused, fresh_out, outputs_root  # noqa: E402, F401
-from protocol import add_record_arguments, cli, load_record, publish  # noqa: E402, F401
+from protocol import add_record_arguments, cli, load_record, publish, republish  # noqa: E402, F401
 
 from transferlab.atomic import write_text  # noqa: E402
 

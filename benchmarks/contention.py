@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import add_out_argument, add_record_arguments, cli, fresh_out, load_record, publish, report, versions  # noqa: E402
+from common import add_out_argument, add_record_arguments, cli, fresh_out, publish, report, republish, versions  # noqa: E402
 
 from transferlab.threads import available_cpus, cpu_model  # noqa: E402
 
@@ -145,9 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_out_argument(parser, "contention")
     add_record_arguments(parser, "contention")
     args = parser.parse_args(argv)
-    if args.report is not None:
-        result = load_record(args.report)
-        publish("contention", result, "\n".join(table(result)), None, args.write_results)
+    result = republish("contention", args, lambda record: "\n".join(table(record)))
+    if result is not None:
         return result
     if args.quick:
         args.repeats, args.variants = 1, args.variants or "passive"  # a smoke run of every code path

@@ -28,8 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import add_out_argument, add_record_arguments, cli, fresh_out, load_record, publish, report  # noqa: E402
-from timing_record import header, judged, machine, positive, ratio_spread, spread  # noqa: E402
+from common import add_out_argument, add_record_arguments, cli, fresh_out, publish, report, republish  # noqa: E402
+from timing_record import machine, positive, ratio_table  # noqa: E402
 
 from transferlab.backbones import create_backbone  # noqa: E402
 from transferlab.strategies import Multitask  # noqa: E402
@@ -63,10 +63,7 @@ def timed(module, optimizer, images, targets, steps: int) -> float:
 
 def table(result: dict) -> str:
     """The multitask_cost section of RESULTS.md, from the record alone."""
-    seconds = result["seconds_per_step"]
-    ms = {name: [1000 * t for t in values] for name, values in seconds.items()}
-    ratios = [three / one for three, one in zip(seconds["3 heads"], seconds["1 head"])]
-    ratio, goal, n = result["ratio_3_vs_1"], result["goal_ratio_max"], result["repeats"]
+    n = result["repeats"]
     timed = (f"Timed: one step = forward, multitask loss, backward and AdamW step of EfficientNet-Lite0 (packaged "
              f"ImageNet weights, one backbone shared by both variants) with heads {', '.join(result['tasks'])} "
              f"against {result['tasks'][0]} alone, on random {result['image_size']} px images, batch "
@@ -74,12 +71,8 @@ def table(result: dict) -> str:
              f"after {result['warmup_steps']} warm-up step(s) per variant; {n} repeats interleaved (the order "
              f"alternates); medians with min–max over the repeats; the ratio is of the medians, with the min–max of "
              f"the per-repeat ratios.")
-    verdict = judged(result, ratio <= goal, f"≤ {goal}×")
-    lines = [header(result, timed), "",
-             f"| variant | ms/step: median (min–max of {n}) | goal |", "|---|---|---|",
-             *(f"| {name} | {spread(values, 2)} |  |" for name, values in ms.items()),
-             f"| 3 heads / 1 head | {ratio_spread(ratio, ratios, 4)} | {verdict} |"]
-    return "\n".join(lines)
+    return ratio_table(result, timed, "variant", list(result["seconds_per_step"]),
+                       ("3 heads", "1 head", result["ratio_3_vs_1"]), (2, 4))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -95,9 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_out_argument(parser, NAME)
     add_record_arguments(parser, NAME)
     args = parser.parse_args(argv)
-    if args.report is not None:
-        result = load_record(args.report)
-        publish(NAME, result, table(result), None, args.write_results)
+    result = republish(NAME, args, table)
+    if result is not None:
         return result
     torch.set_num_threads(args.threads)
     out = fresh_out(NAME, args.out)

@@ -59,10 +59,10 @@ from common import (  # noqa: E402
     cli,
     device_name,
     fresh_out,
-    load_record,
     now,
     publish,
     report,
+    republish,
 )
 from timing_record import header, machine  # noqa: E402
 
@@ -412,9 +412,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.profile and args.warmup < 1:
         parser.error("--profile needs --warmup 1 or more (the profiler starts one step before the timed ones)")
-    if args.report is not None:
-        result = load_record(args.report)
-        publish(NAME, result, table(result), None, args.write_results)
+    result = republish(NAME, args, table)
+    if result is not None:
         return result
     torch.set_num_threads(args.threads)
     out = fresh_out(NAME, args.out)

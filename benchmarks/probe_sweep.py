@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from common import add_out_argument, add_record_arguments, cli, fresh_out, load_record, publish, report  # noqa: E402
+from common import add_out_argument, add_record_arguments, cli, fresh_out, publish, report, republish  # noqa: E402
 from timing_record import header, judged, machine, positive, spread  # noqa: E402
 
 from transferlab.experiment import load_config, train  # noqa: E402
@@ -152,9 +152,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     add_out_argument(parser, NAME)
     add_record_arguments(parser, NAME)
     args = parser.parse_args(argv)
-    if args.report is not None:
-        result = load_record(args.report)
-        publish(NAME, result, table(result), None, args.write_results)
+    result = republish(NAME, args, table)
+    if result is not None:
         return result["rows"]
     torch.set_num_threads(args.threads)
     out = fresh_out(NAME, args.out)

@@ -101,6 +101,16 @@ def load_record(path: Path):
                                "written by --record, e.g. under benchmarks/results/") from None
 
 
+def republish(name: str, args, render):
+    """With ``--report FILE``: the record, its rendering printed and (``--write-results``) put into RESULTS.md,
+    nothing measured; otherwise None (the caller measures)."""
+    if args.report is None:
+        return None
+    result = load_record(args.report)
+    publish(name, result, render(result), None, args.write_results)
+    return result
+
+
 def publish(name: str, result, text: str, record: Path | None, write_results: bool) -> None:
     """Print ``text`` (the markdown rendering of ``result``); write ``result`` to ``record`` and ``text`` into
     ``name``'s section of RESULTS.md when asked, each atomically."""

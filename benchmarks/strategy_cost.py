@@ -34,11 +34,11 @@ from common import (  # noqa: E402
     cli,
     device_name,
     fresh_out,
-    load_record,
     publish,
     report,
+    republish,
 )
-from timing_record import header, judged, machine, positive, ratio_spread, spread  # noqa: E402
+from timing_record import machine, positive, ratio_table  # noqa: E402
 
 from transferlab.experiment import build, load_config  # noqa: E402
 
@@ -63,21 +63,13 @@ def step_time(strategy: str, args, out: Path) -> float:
 
 def table(result: dict) -> str:
     """The strategy_cost section of RESULTS.md, from the record alone."""
-    seconds = result["seconds_per_step"]
-    ms = {s: [1000 * t for t in seconds[s]] for s in STRATEGIES}
-    ratios = [d / s for d, s in zip(seconds["dann"], seconds["source_only"])]
-    ratio, goal, n = result["ratio_dann_vs_source_only"], result["goal_ratio_max"], result["repeats"]
     timed = (f"Timed: seconds per training step of transferlab's Lightning path (`Trainer.fit`, device-synchronised "
              f"at batch boundaries), {result['timed_steps']} steps after {result['warmup_steps']} warm-up steps, "
              f"a fresh build per run; {result['image_size']} px, batch {result['batch_per_domain']} per domain, "
-             f"seed 0; {n} repeats interleaved (the order alternates); medians with min–max over the repeats; the "
-             f"ratio is of the medians, with the min–max of the per-repeat ratios.")
-    verdict = judged(result, ratio <= goal, f"≤ {goal}×")
-    lines = [header(result, timed), "",
-             f"| strategy | ms/step: median (min–max of {n}) | goal |", "|---|---|---|",
-             *(f"| {s} | {spread(ms[s], 1)} |  |" for s in STRATEGIES),
-             f"| dann / source_only | {ratio_spread(ratio, ratios, 2)} | {verdict} |"]
-    return "\n".join(lines)
+             f"seed 0; {result['repeats']} repeats interleaved (the order alternates); medians with min–max over the "
+             f"repeats; the ratio is of the medians, with the min–max of the per-repeat ratios.")
+    ratio = ("dann", "source_only", result["ratio_dann_vs_source_only"])
+    return ratio_table(result, timed, "strategy", STRATEGIES, ratio, (1, 2))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,9 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_out_argument(parser, NAME)
     add_record_arguments(parser, NAME)
     args = parser.parse_args(argv)
-    if args.report is not None:
-        result = load_record(args.report)
-        publish(NAME, result, table(result), None, args.write_results)
+    result = republish(NAME, args, table)
+    if result is not None:
         return result
     torch.set_num_threads(args.threads)
     out = fresh_out(NAME, args.out)

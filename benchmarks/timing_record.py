@@ -65,3 +65,18 @@ def ratio_spread(ratio: float, per_repeat: Sequence[float], digits: int) -> str:
     if len(per_repeat) > 1:
         text += f" ({min(per_repeat):.{digits}f}–{max(per_repeat):.{digits}f}× per repeat)"
     return text
+
+
+def ratio_table(result: dict, timed: str, column: str, variants: Sequence[str], ratio: tuple[str, str, float],
+                digits: tuple[int, int]) -> str:
+    """A cost section: the header, one row per variant (median ms/step, min–max over the repeats) and the ratio row
+    ``(numerator, denominator, ratio of the medians)`` judged against ``result["goal_ratio_max"]``; ``digits``: of
+    the ms and of the ratio."""
+    seconds, n, goal = result["seconds_per_step"], result["repeats"], result["goal_ratio_max"]
+    over, under, value = ratio
+    per_repeat = [a / b for a, b in zip(seconds[over], seconds[under])]
+    lines = [header(result, timed), "", f"| {column} | ms/step: median (min–max of {n}) | goal |", "|---|---|---|",
+             *(f"| {v} | {spread([1000 * t for t in seconds[v]], digits[0])} |  |" for v in variants),
+             f"| {over} / {under} | {ratio_spread(value, per_repeat, digits[1])} | "
+             f"{judged(result, value <= goal, f'≤ {goal}×')} |"]
+    return "\n".join(lines)
