@@ -52,6 +52,16 @@ def test_parity_profile_has_entries(parity_run):
     assert "| range | ms/step | share | calls/step |" in (run / "result.md").read_text()
 
 
+def test_parity_goal_verdict_needs_the_medians_interval_on_one_side_of_the_goal():
+    bench = load_benchmark("parity")
+    values = [9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0]
+    low, high, coverage = bench.median_interval(values)
+    assert (low, high) == (2.0, 8.0) and math.isclose(coverage, 1 - 2 * 10 / 512)  # n = 9: x_(2), x_(8)
+    assert bench.median_interval(values[:5]) is None  # 5 values cannot give 95%
+    assert bench.verdict(values, 8.0) == "met" and bench.verdict(values, 1.5) == "**not met**"
+    assert bench.verdict(values, 5.0) == "not resolved"  # the median meets it, its interval does not
+
+
 def test_probe_sweep_quick(tmp_path):
     rows = load_benchmark("probe_sweep").main(["--quick", "--out", str(tmp_path)])
     assert rows[0]["k"] == 2 and rows[0]["speedup"] > 0

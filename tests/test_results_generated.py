@@ -69,6 +69,8 @@ def _lines(text_or_lines) -> str:
 
 GENERATED = {  # section of RESULTS.md: (benchmark, committed record, the section rendered from the record)
     "matrix": ("matrix", "runs.json", lambda bench, record: bench.tables(record)),
+    "parity": ("parity", "parity.json", lambda bench, record: bench.table(record)),
+    "contention": ("contention", "contention.json", lambda bench, record: bench.table(record)),
 }
 
 
@@ -79,6 +81,23 @@ def test_results_md_section_is_generated_from_its_committed_record(name):
     record = json.loads((BENCHMARKS / "results" / record_file).read_text())
     assert protocol.section(name) == _lines(render(bench, record))
     assert "Not yet generated" not in protocol.section(name)
+
+
+def test_parity_record_is_a_full_cpu_run_of_every_configuration_and_side():
+    bench = load_benchmark("parity")
+    record = json.loads((BENCHMARKS / "results" / "parity.json").read_text())
+    assert not record["quick"] and record["threads"] == 1 and record["repeats"] >= 5
+    assert [row["model"] for row in record["rows"]] == [spec[0] for spec in bench.CONFIGS["cpu"]]
+    for row in record["rows"]:
+        assert all(len(row["s_per_step"][side]) == record["repeats"] for side in bench.SIDES)
+    assert record["profile"]["stages"]
+
+
+def test_contention_record_is_a_full_run_of_every_variant():
+    bench = load_benchmark("contention")
+    record = json.loads((BENCHMARKS / "results" / "contention.json").read_text())
+    assert not record["quick"] and record["job"] == bench.JOB and record["jobs"] == 3
+    assert {row["variant"] for row in record["rows"]} == set(bench.VARIANTS)
 
 
 def test_matrix_record_is_a_full_run_of_every_task_at_one_thread_count():
