@@ -35,18 +35,21 @@ def code_version() -> str:
                                                                            "transferlab") else "")
 
 
-def run(overrides: list[str], run_dir: Path, threads: int) -> tuple[dict | None, str | None]:
-    """One ``python -m transferlab.run`` in its own process with ``threads`` intra-op threads, writing ``run_dir``;
-    a run of this benchmark's own that completed there before is reused, an unfinished one started again.
-    Returns (metrics.json, None), or (None, the error's last line)."""
+def run(overrides: list[str], run_dir: Path, threads: int,
+        script: Path | None = None) -> tuple[dict | None, str | None]:
+    """One ``python -m transferlab.run`` (or ``script``, which takes ``--run-dir``) in its own process with ``threads``
+    intra-op threads, writing ``run_dir``; a run of this benchmark's own that completed there before is reused, an
+    unfinished one started again. Returns (metrics.json, None), or (None, the error's last line)."""
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file() and json.loads(metrics_file.read_text()).get("status") == "completed":
         return json.loads(metrics_file.read_text()), None
     shutil.rmtree(run_dir, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "transferlab.run", *overrides, f"threads={threads}",
-                           f"hydra.run.dir={run_dir}"], cwd=run_dir.parent, env=env, capture_output=True, text=True)
+    command = (["-m", "transferlab.run", *overrides, f"hydra.run.dir={run_dir}"] if script is None
+               else [str(script), "--run-dir", str(run_dir), *overrides])
+    done = subprocess.run([sys.executable, *command, f"threads={threads}"], cwd=run_dir.parent, env=env,
+                          capture_output=True, text=True)
     if done.returncode != 0:
         return None, (done.stderr.strip().splitlines() or ["no output"])[-1]
     return json.loads(metrics_file.read_text()), None

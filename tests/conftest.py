@@ -89,6 +89,13 @@ def run_in_process(main, *args: str, monkeypatch) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+def snapshot(folder: Path, skip: str | None = None) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder`` (but those under a subfolder named ``skip``): its bytes and modification time, so
+    comparing two snapshots shows any file written, even with the same bytes."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file() and skip not in p.relative_to(folder).parts}
+
+
 def load_benchmark(name: str):
     """The script ``benchmarks/<name>.py`` as a module (benchmarks are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")

@@ -8,14 +8,13 @@ without saturating); these tests check what a user of the CLI sees.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
 
 import pytest
 import torch
-from conftest import FAST, compose_config, run_in_process
+from conftest import FAST, compose_config, run_in_process, snapshot
 from fakes import make_image_tree
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
@@ -38,11 +37,6 @@ def workdir(tmp_path_factory):
                          "callbacks.evaluation_figures=null"))
     GlobalHydra.instance().clear()
     return root
-
-
-def snapshot(folder) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def images(tmp_path, **kwargs):

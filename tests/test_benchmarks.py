@@ -58,8 +58,10 @@ def test_parity_goal_verdict_needs_the_medians_interval_on_one_side_of_the_goal(
     low, high, coverage = bench.median_interval(values)
     assert (low, high) == (2.0, 8.0) and math.isclose(coverage, 1 - 2 * 10 / 512)  # n = 9: x_(2), x_(8)
     assert bench.median_interval(values[:5]) is None  # 5 values cannot give 95%
-    assert bench.verdict(values, 8.0) == "met" and bench.verdict(values, 1.5) == "**not met**"
-    assert bench.verdict(values, 5.0) == "not resolved"  # the median meets it, its interval does not
+    interval = bench.median_interval(values)
+    assert bench.verdict(interval, 8.0) == "met" and bench.verdict(interval, 1.5) == "**not met**"
+    assert bench.verdict(interval, 5.0) == "not resolved"  # the median meets it, its interval does not
+    assert bench.verdict(None, 5.0) == "—"
 
 
 def test_probe_sweep_quick(tmp_path):

@@ -11,20 +11,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import BENCHMARKS, load_benchmark
+from conftest import BENCHMARKS, load_benchmark, snapshot
 
 from transferlab.contracts.errors import EXIT_USER_ERROR, PREFIX, TransferlabError
 
 SCRIPTS = ["parity", "throughput", "dataload", "strategy_cost", "multitask_cost", "probe_sweep"]
-
-
-def snapshot(folder: Path) -> dict:
-    """Every file under ``folder``: its bytes and modification time."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
 
 
 @pytest.fixture

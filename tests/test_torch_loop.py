@@ -136,16 +136,16 @@ def test_plan_adds_loop_jobs_beside_their_rows_only_when_asked(matrix):
 def test_job_folders_stay_named_as_before(matrix, tmp_path, monkeypatch):
     seen = []
 
-    def fail(overrides, run_dir, threads):
-        seen.append(run_dir.name)
+    def fail(overrides, run_dir, threads, script=None):
+        seen.append((run_dir.name, script and script.name))
         return None, "not run"
 
     monkeypatch.setattr(matrix, "run", fail)
-    monkeypatch.setattr(matrix, "run_loop", fail)
     job = {"task": "digits", "row": "finetune, freeze 0", "seed": 2, "split_seed": 0, "overrides": []}
     for made in (job, {**job, "runner": "transferlab"}, {**job, "runner": "loop"}):
         assert matrix.run_job(made, tmp_path, 1)["status"] == "failed"
-    assert seen == ["digits_finetune__freeze_0_s2_p0"] * 2 + ["loop_digits_finetune__freeze_0_s2_p0"]
+    assert seen == [("digits_finetune__freeze_0_s2_p0", None)] * 2 + [("loop_digits_finetune__freeze_0_s2_p0",
+                                                                        "torch_loop.py")]
 
 
 def test_tables_put_the_loop_figure_beside_its_row_and_nowhere_else(matrix):
