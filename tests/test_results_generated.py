@@ -87,7 +87,8 @@ def test_parity_record_is_a_full_cpu_run_of_every_configuration_and_side():
     bench = load_benchmark("parity")
     record = json.loads((BENCHMARKS / "results" / "parity.json").read_text())
     assert not record["quick"] and record["threads"] == 1 and record["repeats"] >= 5
-    assert [row["model"] for row in record["rows"]] == [spec[0] for spec in bench.CONFIGS["cpu"]]
+    assert [(row["model"], row["image_size"], row["batch"]) for row in record["rows"]] == [
+        spec[:3] for spec in bench.CONFIGS["cpu"]]
     for row in record["rows"]:
         assert all(len(row["s_per_step"][side]) == record["repeats"] for side in bench.SIDES)
     assert record["profile"]["stages"]
