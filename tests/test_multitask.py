@@ -388,3 +388,34 @@ def test_changing_a_weight_changes_the_learned_balance(make_cfg):
     assert s_low[1] - s_low[0] > s_equal[1] - s_equal[0] + 0.2  # the learned log-variances followed the losses
     # Stationary in z: the effective weights w_i / (2 L_i) balance the gradients of the two losses.
     assert eff_low.tolist() == pytest.approx([1.0 / (2 * a_low), 0.25 / (2 * b_low)], rel=1e-4)
+
+
+def test_a_binary_task_is_a_multilabel_task_of_one_label_with_binary_metrics():
+    from transferlab.contracts.tasks import resolve_tasks
+    from transferlab.losses.tasks import TaskLoss
+    from transferlab.metrics.tasks import task_metrics
+
+    (spec,) = resolve_tasks([{"name": "defect", "num_classes": 1, "kind": "multilabel"}], None)
+    loss, metrics = TaskLoss(spec), task_metrics(spec, "val/task/defect/")
+    logits = torch.tensor([[2.0], [-1.0], [0.5], [math.nan]])
+    target = torch.tensor([[1.0], [0.0], [0.0], [math.nan]])  # the last row is unlabelled
+    metrics.update(*loss.for_metrics(*loss.labelled(logits, target)))
+    values = {k: v.item() for k, v in metrics.compute().items()}
+    assert values == pytest.approx({"val/task/defect/acc": 2 / 3, "val/task/defect/f1": 2 / 3})
+
+
+def test_a_multitask_module_with_a_binary_task_trains_and_measures_it(make_cfg):
+    data_tasks = {"digit": {"num_classes": 10, "kind": "multiclass", "class_names": None},
+                  "defect": {"num_classes": 1, "kind": "multilabel", "class_names": None}}
+    cfg = make_cfg("model.weights=none")
+    module = Multitask(instantiate(cfg.model), tasks=[{"name": n} for n in data_tasks], data_tasks=data_tasks,
+                       optimizer=None)
+    targets = {"digit": torch.arange(6), "defect": torch.tensor([[1.0], [0.0], [1.0], [0.0], [1.0], [0.0]])}
+    images = torch.randn(6, 3, 32, 32)
+    total, losses, _ = module.compute_losses(module(images), targets)
+    total.backward()
+    assert losses["defect"] > 0 and module.head["defect"][-1].weight.grad.abs().sum() > 0
+    module.shared_step((images, targets), "val")
+    values = module.val_metrics["defect"].compute()
+    assert set(values) == {"val/task/defect/acc", "val/task/defect/f1"}
+    assert 0 <= values["val/task/defect/acc"] <= 1
