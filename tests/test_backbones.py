@@ -107,6 +107,8 @@ def test_cached_torchvision_weights_are_used(offline_torch_home):
 def test_timm_offline_error_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read once, when the hub was imported
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(TransferlabError, match="not in the Hugging Face cache") as err:
         create_backbone("resnet18", source="timm")
     assert "\n" not in str(err.value)
