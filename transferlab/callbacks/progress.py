@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from time import monotonic
 
 from lightning.pytorch.callbacks import RichProgressBar
 
@@ -23,11 +23,11 @@ class ProgressBar(RichProgressBar):
 
     def __init__(self, refresh_rate: int = 1, **kwargs) -> None:
         super().__init__(refresh_rate=refresh_rate, **kwargs)
-        self._due = 0.0  # time.monotonic() of the next update
+        self._due = 0.0  # monotonic() of the next update
         self._pending: tuple | None = None  # (trainer, pl_module, batch_idx) of a batch not yet shown
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        now = time.monotonic()
+        now = monotonic()
         if now < self._due and batch_idx + 1 < self.total_train_batches:
             self._pending = (trainer, pl_module, batch_idx)
             return
