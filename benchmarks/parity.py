@@ -76,7 +76,7 @@ GOAL_MS = 3.0  # overhead per step against the loop, at most
 CONFIGS = {  # name: [(model, image size, batch, precision, channels_last, compile)]
     # The framework's cost per step is fixed, and the noise of a repeat grows with the step: timm's 0.1 M-parameter
     # test_resnet at 16 px, batch 8 (a ~12 ms step on one CPU thread, profiled) resolves it to a fraction of a ms;
-    # ResNet-18's ~240 ms step, a real model's, hides a few ms in its repeat-to-repeat noise of ~10 ms.
+    # ResNet-18's ~210 ms step, a real model's, hides a few ms in its repeat-to-repeat noise of ~10 ms.
     "cpu": [("timm:test_resnet", 16, 8, "32-true", False, False), ("resnet18", 32, 32, "32-true", False, False)],
     "gpu": [("resnet50", 224, 256, "bf16-mixed", True, False), ("resnet50", 224, 256, "bf16-mixed", True, True),
             ("resnet18", 32, 256, "bf16-mixed", True, False)],
@@ -231,8 +231,9 @@ def summarize(times: dict[str, list[float]], cpu: dict[str, list[float]], batch:
     side: the spread of its per-repeat overhead over the loop, in wall and in CPU ms/step."""
     sides = {side: {**spread(t), "img_s": batch / statistics.median(t), "cpu_median": statistics.median(cpu[side])}
              for side, t in times.items()}
-    overhead = {side: {**spread(paired(times, side)), "per_repeat": paired(times, side),
-                       "cpu_median": statistics.median(paired(cpu, side))} for side in SIDES if side != "loop"}
+    per_repeat = {side: paired(times, side) for side in SIDES if side != "loop"}
+    overhead = {side: {**spread(values), "per_repeat": values, "cpu_median": statistics.median(paired(cpu, side))}
+                for side, values in per_repeat.items()}
     return {"sides": sides, "overhead_ms": overhead}
 
 

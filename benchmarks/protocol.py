@@ -41,8 +41,9 @@ def run(overrides: list[str], run_dir: Path, threads: int,
     intra-op threads, writing ``run_dir``; a run of this benchmark's own that completed there before is reused, an
     unfinished one started again. Returns (metrics.json, None), or (None, the error's last line)."""
     metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file() and json.loads(metrics_file.read_text()).get("status") == "completed":
-        return json.loads(metrics_file.read_text()), None
+    earlier = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if earlier.get("status") == "completed":
+        return earlier, None
     shutil.rmtree(run_dir, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
