@@ -88,6 +88,7 @@ def test_with_transferlab_random_draws_the_loop_is_transferlab_s_run(loop, matri
     assert ours["monitor_value"] == pytest.approx(theirs["monitor_value"], abs=1e-6)
 
 
+@pytest.mark.slow  # ~40 s; its CI-sized twin above shows the loop is transferlab's run, draw for draw
 def test_loop_and_transferlab_reach_comparable_accuracy(loop, matrix, tmp_path):
     """Digits at 28 px, 2 epochs, the shipped finetune recipe at batch 32, seed 0, each with its own random inits (as
     in the matrix).
