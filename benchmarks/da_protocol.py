@@ -43,9 +43,11 @@ from protocol import (  # noqa: E402
     cli,
     code_version,
     fmt,
+    job_of,
     load_record,
     machine,
     markers,
+    refuse_other_jobs,
     run,
     run_all,
     runs_folder,
@@ -260,12 +262,16 @@ def main(argv: list[str] | None = None) -> dict:
         out = runs_folder("da_protocol", args.out)
         start = time.perf_counter()
         merged = json.loads(args.merge.read_text()) if args.merge else {"runs": []}
-        run_one = lambda j: run_job(j, out, args.threads)  # noqa: E731
-        records = run_all(plan("select", args), run_one, args.jobs) if args.phase != "evaluate" else []
+
+        def run_phase(jobs: list[dict]) -> list[dict]:  # refused before its first job when --out holds others
+            refuse_other_jobs([(out / folder_name(j), job_of(j["overrides"], args.threads)) for j in jobs])
+            return run_all(jobs, lambda j: run_job(j, out, args.threads), args.jobs)
+
+        records = run_phase(plan("select", args)) if args.phase != "evaluate" else []
         if args.phase != "select":
             previous = json.loads((out / "runs.json").read_text())["runs"] if (out / "runs.json").is_file() else []
             dev = records or [r for r in previous + merged["runs"] if r["phase"] == "select"]
-            evaluated = run_all(plan("evaluate", args, choose(dev)), run_one, args.jobs)
+            evaluated = run_phase(plan("evaluate", args, choose(dev)))
             records = (records if merged["runs"] else dev) + evaluated
         data = {"meta": meta(args, time.perf_counter() - start), "runs": merged["runs"] + records}
         if args.merge:

@@ -46,9 +46,11 @@ from protocol import (  # noqa: E402
     cli,
     code_version,
     fmt,
+    job_of,
     load_record,
     machine,
     mean_ci,
+    refuse_other_jobs,
     run,
     run_all,
     runs_folder,
@@ -132,12 +134,15 @@ def plan(args) -> list[dict]:
     return jobs
 
 
-def run_job(job: dict, out: Path, threads: int) -> dict:
+def where(job: dict, out: Path) -> tuple[Path, Path | None]:
+    """A job's run folder under ``out`` and its script (None: ``python -m transferlab.run``)."""
     name = f"{job['task']}_{job['row']}_s{job['seed']}_p{job['split_seed']}"
-    if runner(job) == "loop":
-        metrics, error = run(job["overrides"], out / safe_name(f"loop_{name}"), threads, TORCH_LOOP)
-    else:
-        metrics, error = run(job["overrides"], out / safe_name(name), threads)
+    return (out / safe_name(f"loop_{name}"), TORCH_LOOP) if runner(job) == "loop" else (out / safe_name(name), None)
+
+
+def run_job(job: dict, out: Path, threads: int) -> dict:
+    run_dir, script = where(job, out)
+    metrics, error = run(job["overrides"], run_dir, threads, script)
     if metrics is None:
         print(f"matrix: {job['task']} / {job['row']} seed {job['seed']} ({runner(job)}) failed: {error}",
               file=sys.stderr)
@@ -282,6 +287,9 @@ def main(argv: list[str] | None = None) -> dict:
         old = merge_source(args.merge) if args.merge is not None else None  # refused before any job runs
         out = runs_folder("matrix", args.out)
         jobs = [j for j in plan(args) if args.tasks is None or j["task"] in args.tasks]
+        planned = [(*where(j, out), j["overrides"]) for j in jobs]
+        refuse_other_jobs([(run_dir, job_of(overrides, args.threads, script)) for run_dir, script, overrides
+                           in planned])
         start = time.perf_counter()
         records = run_all(jobs, lambda j: run_job(j, out, args.threads), args.jobs)
         meta = {**machine(args.threads, args.jobs, time.perf_counter() - start, args.quick), "code": code_version(),

@@ -35,14 +35,48 @@ def code_version() -> str:
                                                                            "transferlab") else "")
 
 
+JOB_FILE = "job.json"  # beside a finished run's metrics.json: the command and threads that made it
+
+
+def job_of(overrides: list[str], threads: int, script: Path | None = None) -> dict:
+    """What makes a run of a job the same run: its command (script and overrides) and its intra-op threads."""
+    return {"command": ["transferlab.run" if script is None else Path(script).name, *overrides], "threads": threads}
+
+
+def finished_run(run_dir: Path, job: dict) -> dict | None:
+    """The metrics.json of a run of ``job`` that completed in ``run_dir`` before, None when there is none; a completed
+    run of another job there (other overrides, threads or ``--quick``) is refused in one line (``TransferlabError``),
+    so a continued ``--out`` never mixes two recipes in one table."""
+    from transferlab.contracts.errors import TransferlabError
+
+    metrics_file = run_dir / "metrics.json"
+    earlier = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    if earlier.get("status") != "completed":
+        return None
+    job_file = run_dir / JOB_FILE
+    if not job_file.is_file() or json.loads(job_file.read_text()) != job:
+        raise TransferlabError(f"--out {run_dir.parent}: {run_dir.name} holds a finished run of another job (other "
+                               "overrides, threads or --quick); give a new --out, or the same options as before")
+    return earlier
+
+
+def refuse_other_jobs(planned: list[tuple[Path, dict]]) -> None:
+    """Refuse, before any job starts, an ``--out`` whose finished runs were made by other jobs than ``planned``
+    ((run folder, job) pairs)."""
+    for run_dir, job in planned:
+        finished_run(run_dir, job)
+
+
 def run(overrides: list[str], run_dir: Path, threads: int,
         script: Path | None = None) -> tuple[dict | None, str | None]:
     """One ``python -m transferlab.run`` (or ``script``, which takes ``--run-dir``) in its own process with ``threads``
-    intra-op threads, writing ``run_dir``; a run of this benchmark's own that completed there before is reused, an
-    unfinished one started again. Returns (metrics.json, None), or (None, the error's last line)."""
-    metrics_file = run_dir / "metrics.json"
-    earlier = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    if earlier.get("status") == "completed":
+    intra-op threads, writing ``run_dir``; a finished run of the same job there is reused (one of another job
+    refused), an unfinished one started again. Returns (metrics.json, None), or (None, the error's last line)."""
+    from transferlab.atomic import write_text
+
+    job = job_of(overrides, threads, script)
+    earlier = finished_run(run_dir, job)
+    if earlier is not None:
         return earlier, None
     shutil.rmtree(run_dir, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore",
@@ -53,7 +87,8 @@ def run(overrides: list[str], run_dir: Path, threads: int,
                           capture_output=True, text=True)
     if done.returncode != 0:
         return None, (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return json.loads(metrics_file.read_text()), None
+    write_text(run_dir / JOB_FILE, json.dumps(job, indent=1) + "\n")
+    return json.loads((run_dir / "metrics.json").read_text()), None
 
 
 def cli(main) -> None:
@@ -78,8 +113,8 @@ def add_arguments(parser, name: str) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"runs folder, continued when it holds finished runs (default: a new "
-                             f"outputs/benchmarks/{name}/<time>)")
+                        help=f"runs folder, continued when its finished runs are of the same jobs, refused when of "
+                             f"others (default: a new outputs/benchmarks/{name}/<time>)")
     add_record_arguments(parser, name)
 
 

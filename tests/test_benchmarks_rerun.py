@@ -7,6 +7,7 @@ runs as a subprocess, to see exactly what a user sees on the console.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -89,4 +90,50 @@ def test_multitask_cost_reruns_into_new_folders_and_refuses_a_used_out(outputs, 
     assert again.returncode == EXIT_USER_ERROR and len(lines) == 1, again.stderr
     assert lines[0].startswith(PREFIX) and str(out) in lines[0] and "already holds" in lines[0]
     assert again.stdout == ""
+    assert snapshot(out) == before
+
+
+# --- the result-generating benchmarks: a used --out is continued, never mixed ----------------------------------
+def finished(run_dir, job: dict | None) -> None:
+    """A completed run in ``run_dir`` (metrics.json), made by ``job`` (job.json; None: written before the file)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text('{"status": "completed", "seconds": 1.0}')
+    if job is not None:
+        (run_dir / "job.json").write_text(json.dumps(job))
+
+
+def test_a_finished_run_is_reused_only_for_the_same_command_and_threads(tmp_path):
+    protocol = load_benchmark("protocol")
+    job = protocol.job_of(["strategy=finetune", "seed=0"], threads=1)
+    finished(tmp_path / "same", job)
+    assert protocol.finished_run(tmp_path / "same", job)["seconds"] == 1.0
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "metrics.json").write_text('{"status": "failed"}')
+    assert protocol.finished_run(tmp_path / "unfinished", job) is None  # started again by run()
+    assert protocol.finished_run(tmp_path / "absent", job) is None
+    finished(tmp_path / "unknown", None)
+    others = [protocol.job_of(["strategy=finetune", "seed=0", "trainer.max_epochs=1"], threads=1),  # --quick's
+              protocol.job_of(["strategy=finetune", "seed=0"], threads=2),
+              protocol.job_of(["strategy=finetune", "seed=0"], threads=1, script=BENCHMARKS / "torch_loop.py")]
+    for run_dir, other in [(tmp_path / "same", o) for o in others] + [(tmp_path / "unknown", job)]:
+        with pytest.raises(TransferlabError, match=f"--out {tmp_path}: {run_dir.name} holds a finished run of "
+                                                   "another job") as caught:
+            protocol.finished_run(run_dir, other)
+        assert "\n" not in str(caught.value)
+
+
+def test_matrix_quick_continues_its_out_and_refuses_a_full_run_there_before_any_job(tmp_path):
+    """The digits task of ``matrix.py --quick`` (2 rows and a loop job, in 3 processes): the record's tables are the
+    printed ones; the same command on the same --out re-runs nothing; without --quick it is refused, nothing touched."""
+    bench, out = load_benchmark("matrix"), tmp_path / "out"
+    quick = ["--quick", "--tasks", "digits", "--jobs", "2", "--out", str(out)]
+    data = bench.main([*quick, "--record", str(tmp_path / "runs.json")])
+    assert {(r["runner"], r["status"]) for r in data["runs"]} == {("transferlab", "completed"), ("loop", "completed")}
+    assert all(r["threads"] == 1 and 0 <= r["test"]["test/acc"] <= 1 for r in data["runs"])
+    assert bench.tables(json.loads((tmp_path / "runs.json").read_text())) == bench.tables(data)
+    again = bench.main(quick)
+    assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in data["runs"]]
+    before = snapshot(out)
+    with pytest.raises(TransferlabError, match="holds a finished run of another job"):
+        bench.main(quick[1:])  # the full digits rows, 5 seeds each
     assert snapshot(out) == before

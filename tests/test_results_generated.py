@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -38,9 +37,9 @@ def test_contention_quick_writes_its_table(tmp_path):
 
 
 def test_contention_neighbours_stop_on_their_own():
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", load_benchmark("contention").BUSY, "0.3"], check=True, timeout=30)
-    assert time.perf_counter() - start < 30
+    """A neighbour asked for 0.3 s of work ends by itself: ``timeout`` fails the test if it runs on (a liveness
+    check, not a timing)."""
+    subprocess.run([sys.executable, "-c", load_benchmark("contention").BUSY, "0.3"], check=True, timeout=60)
 
 
 def test_fewshot_validation_holds_no_more_labels_than_training():
