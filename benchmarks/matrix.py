@@ -226,8 +226,11 @@ def tables(data: dict) -> str:
     failed = [r for r in data["runs"] if r["status"] != "completed"]
     text = [f"{measured(data['meta'], data['runs'])} Accuracies in "
             "%, mean ± 95% t-interval over n runs (seeds × split seeds); gains paired by (seed, split seed); "
-            "val = the monitored validation accuracy of the selected checkpoint; s/run = wall seconds of one run "
-            "(runs shared the machine, so read them as rough)."]
+            "selection: each run is tested at its checkpoint of best `val/acc` over its epochs (the monitor, max; "
+            "early stopping's patience of 100 never ends these runs), the validation accuracy of the task's own "
+            "labelled split: the classification tasks' mean for multi-task, the source domain's for DA (never "
+            "target labels); val = that selected value; s/run = wall seconds of one run (runs shared the machine, "
+            "so read them as rough)."]
     if loops:
         text[0] += (" torch loop test = the row's recipe, data and seeds trained by a hand-written PyTorch loop "
                     "(benchmarks/torch_loop.py: no Lightning, no strategy module), tested at its best validation "

@@ -99,3 +99,12 @@ def test_without_dry_run_a_machine_without_cuda_is_refused_with_one_line(tmp_pat
     assert run.returncode != 0 and run.stdout.strip() == ""
     assert len(lines(run.stderr)) == 1 and "no CUDA GPU" in run.stderr, run.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_results_md_gpu_goals_are_generated_from_the_suites_goals(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from gpu_suite.render import pending
+    from protocol import section
+
+    assert section("gpu_goals") == pending()
+    assert pending().count("not yet measured") == 6  # five goals and MFU, until a GPU run fills them

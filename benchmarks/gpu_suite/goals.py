@@ -15,9 +15,9 @@ GOALS = {
     "extract_img_s": {"target": 10000.0, "op": ">=", "what": "ResNet-50 feature extraction img/s, 224 px, bf16",
                       "anchor": "public anchor 8,241 img/s inference on an A100"},
     "loader_headroom": {"target": 1.2, "op": ">=", "what": "data.on_device loader img/s / model img/s",
-                        "anchor": "goal from benchmarks/RESULTS.md"},
+                        "anchor": "the loader 20% ahead of the model"},
     "dann_ratio": {"target": 2.05, "op": "<=", "what": "DANN / source_only ms per step, equal per-domain batch",
-                   "anchor": "goal from benchmarks/RESULTS.md"},
+                   "anchor": "the CPU strategy_cost goal"},
 }
 
 

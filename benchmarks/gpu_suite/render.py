@@ -60,6 +60,20 @@ def header(results: dict) -> list[str]:
         f"- command: `{results['command']}`", ""]
 
 
+def target(goal: dict) -> str:
+    """A goal's target with its public anchor; "—" for a figure only reported."""
+    if goal["target"] is None:
+        return "—"
+    return f"{goal['op']} {goal['target']:,g}" + (f" ({goal['anchor']})" if goal.get("anchor") else "")
+
+
+def pending() -> str:
+    """The goals table of benchmarks/RESULTS.md before any GPU run of the suite: each goal, not yet measured."""
+    lines = ["| goal | target | result |", "| --- | --- | --- |"]
+    lines += [f"| {goal['what']} | {target(goal)} | not yet measured |" for goal in (*GOALS.values(), MFU_GOAL)]
+    return "\n".join(lines) + "\n"
+
+
 def goals(results: dict) -> list[str]:
     lines = ["## Goals", ""]
     if results["dry_run"]:
@@ -68,11 +82,9 @@ def goals(results: dict) -> list[str]:
     lines += ["| goal | target | measured | meets |", "|---|---|---|---|"]
     for row in results["goals"]:
         goal = GOALS.get(row["goal"], MFU_GOAL)
-        target = "—" if goal["target"] is None else (
-            f"{goal['op']} {goal['target']:,g}" + (f" ({goal['anchor']})" if goal.get("anchor") else ""))
         digits = 3 if row["goal"] in RATIO_GOALS else 0
         measured = "; ".join(f"{k}: {fmt(v, digits)}" for k, v in row["measured"].items())
-        lines.append(f"| {goal['what']} | {target} | {measured} | {row['meets']} |")
+        lines.append(f"| {goal['what']} | {target(goal)} | {measured} | {row['meets']} |")
     return lines
 
 
