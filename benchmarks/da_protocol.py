@@ -18,7 +18,8 @@ scratch (with 32-px images a from-scratch network is a strong baseline). Each ru
 in its own process with ``--threads`` intra-op threads, ``--jobs`` at a time. Records go to ``<out>/runs.json``
 (``--record FILE`` copies them, e.g. to ``benchmarks/results/da_protocol.json``) and the tables to
 ``<out>/result.md``; ``--report FILE`` rebuilds the tables from a records file, and ``--write-results`` puts them
-into benchmarks/RESULTS.md. An ``--out`` folder that already holds finished runs is continued, never overwritten.
+into benchmarks/RESULTS.md. An ``--out`` folder that already holds finished runs of the same jobs is continued,
+never overwritten; one holding other jobs' runs is refused in one line before the phase's first job.
 
     python benchmarks/da_protocol.py --jobs 2 --threads 1     # both phases (~50 min on 2 idle cores)
     python benchmarks/da_protocol.py --quick                  # smoke run: every phase, tiny, ~1 min

@@ -26,7 +26,8 @@ gives the same recipe, data and seeds trained by ``benchmarks/torch_loop.py`` (a
         --record benchmarks/results/runs.json --write-results   # the loop jobs, added to the record
 
 Runs go to ``--out`` (default a new ``outputs/benchmarks/matrix/<time>``); an ``--out`` holding finished runs of
-this benchmark is continued, never overwritten.
+the same jobs (``job.json``: command and threads) is continued, never overwritten; one holding other jobs' runs (e.g.
+of ``--quick``) is refused in one line before any job.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import torch
 from common import versions
+from protocol import code_version
 
 from transferlab.threads import available_cpus, cpu_model
 
@@ -32,10 +33,12 @@ def command(script: str, argv: Sequence[str] | None) -> str:
 
 
 def machine(script: str, argv: Sequence[str] | None) -> dict:
-    """Date, CPU, CPUs available, GPU (None without CUDA), intra-op threads in use, versions and the command."""
+    """Date, CPU, CPUs available, GPU (None without CUDA), intra-op threads in use, versions, the code measured (its
+    commit, ``+`` when ``transferlab/`` had changes) and the command."""
     return {"date": datetime.now().strftime("%Y-%m-%d"), "cpu": cpu_model(), "cpus_available": available_cpus(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "threads": torch.get_num_threads(), "versions": versions(), "command": command(script, argv)}
+            "threads": torch.get_num_threads(), "versions": versions(), "code": code_version(),
+            "command": command(script, argv)}
 
 
 def header(result: dict, timed: str) -> str:
@@ -43,7 +46,8 @@ def header(result: dict, timed: str) -> str:
     gpu = f", GPU {result['gpu']}" if result.get("gpu") else ""
     quick = " A --quick smoke run: its figures measure nothing, and no goal is judged." if result["quick"] else ""
     return (f"Measured {result['date']} on {result['cpu']} ({result['cpus_available']} CPUs available{gpu}), "
-            f"{result['threads']} intra-op thread(s), {result['versions']}, by `{result['command']}`. "
+            f"{result['threads']} intra-op thread(s), {result['versions']}"
+            f"{', code ' + result['code'] if result.get('code') else ''}, by `{result['command']}`. "
             f"{timed}{quick}")
 
 

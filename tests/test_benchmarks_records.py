@@ -55,6 +55,7 @@ def test_quick_record_reports_the_same_text_and_section(name, tmp_path, results_
     assert text in measured and text == bench.table(result) + "\n"
     assert result["threads"] == 1 and result["quick"] and "1 intra-op thread(s)" in text
     assert f"--record {record}" in text  # the command that made it
+    assert result["code"] == protocol.code_version() and f", code {result['code']}, by " in text  # and the code
     assert all(f"\n| {row} | " in text for row in ROWS[name])
 
     bench.main(["--report", str(record), "--write-results"])
