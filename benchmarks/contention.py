@@ -102,6 +102,7 @@ def measure(variants: list[str], args, job: list[str], out: Path) -> list[dict]:
     cpus = available_cpus()
     base = [v for v in variants if v not in SPLIT_OF]
     measured = [v for v in variants if SPLIT_OF.get(v, v) in base]
+    split = {v: max(1, cpus // args.jobs) if v in SPLIT_OF else None for v in measured}  # threads of a job at once
     alone, beside, at_once = ({v: [] for v in base}, {v: [] for v in base}, {v: [] for v in measured})
     for i in range(args.repeats):
         for variant in base:
@@ -110,16 +111,15 @@ def measure(variants: list[str], args, job: list[str], out: Path) -> list[dict]:
             beside[variant].append(beside_neighbours(job, out / variant / f"neighbours{i}", job_env(variant, None),
                                                      args))
         for variant in measured:
-            split = max(1, cpus // args.jobs) if variant in SPLIT_OF else None
             at_once[variant].append(timed(job, [out / variant / f"at_once{i}_{j}" for j in range(args.jobs)],
-                                          job_env(variant, split)))
+                                          job_env(variant, split[variant])))
     rows = []
     for variant in measured:
         same = SPLIT_OF.get(variant, variant)
         median = statistics.median(alone[same])
         near, together = statistics.median(beside[same]), statistics.median(at_once[variant])
         rows.append({"variant": variant, "env": VARIANTS[variant],
-                     "threads_at_once": max(1, cpus // args.jobs) if variant in SPLIT_OF else cpus,
+                     "threads_at_once": split[variant] or cpus,
                      "alone_s": alone[same], "alone_median_s": median, "neighbours_s": beside[same],
                      "neighbours_median_s": near, "at_once_s": at_once[variant], "at_once_median_s": together,
                      "in_sequence_s": median * args.jobs, "neighbours_ratio": near / median,

@@ -44,7 +44,6 @@ from protocol import (  # noqa: E402
     cli,
     code_version,
     fmt,
-    job_of,
     load_record,
     machine,
     markers,
@@ -117,9 +116,15 @@ def folder_name(j: dict) -> str:
     return safe_name(f"{j['phase']}_{j['backbone']}_{j['method']}_s{j['seed']}_p{j['split_seed']}")
 
 
+def where(j: dict, out: Path) -> tuple[Path, None]:
+    """A job's run folder under ``out``, and no script (``python -m transferlab.run``)."""
+    return out / folder_name(j), None
+
+
 def run_job(j: dict, out: Path, threads: int) -> dict:
     """Run one job in its own process (or reuse its finished run); return its record."""
-    metrics, error = run(j["overrides"], out / folder_name(j), threads)
+    run_dir, script = where(j, out)
+    metrics, error = run(j["overrides"], run_dir, threads, script)
     if metrics is None:
         print(f"da_protocol: {folder_name(j)} failed: {error}", file=sys.stderr)
         return {**j, "status": "failed", "error": error}
@@ -265,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
         merged = json.loads(args.merge.read_text()) if args.merge else {"runs": []}
 
         def run_phase(jobs: list[dict]) -> list[dict]:  # refused before its first job when --out holds others
-            refuse_other_jobs([(out / folder_name(j), job_of(j["overrides"], args.threads)) for j in jobs])
+            refuse_other_jobs(jobs, lambda j: where(j, out), args.threads)
             return run_all(jobs, lambda j: run_job(j, out, args.threads), args.jobs)
 
         records = run_phase(plan("select", args)) if args.phase != "evaluate" else []

@@ -47,7 +47,6 @@ from protocol import (  # noqa: E402
     cli,
     code_version,
     fmt,
-    job_of,
     load_record,
     machine,
     mean_ci,
@@ -291,9 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         old = merge_source(args.merge) if args.merge is not None else None  # refused before any job runs
         out = runs_folder("matrix", args.out)
         jobs = [j for j in plan(args) if args.tasks is None or j["task"] in args.tasks]
-        planned = [(*where(j, out), j["overrides"]) for j in jobs]
-        refuse_other_jobs([(run_dir, job_of(overrides, args.threads, script)) for run_dir, script, overrides
-                           in planned])
+        refuse_other_jobs(jobs, lambda j: where(j, out), args.threads)
         start = time.perf_counter()
         records = run_all(jobs, lambda j: run_job(j, out, args.threads), args.jobs)
         meta = {**machine(args.threads, args.jobs, time.perf_counter() - start, args.quick), "code": code_version(),

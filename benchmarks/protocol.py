@@ -60,11 +60,12 @@ def finished_run(run_dir: Path, job: dict) -> dict | None:
     return earlier
 
 
-def refuse_other_jobs(planned: list[tuple[Path, dict]]) -> None:
-    """Refuse, before any job starts, an ``--out`` whose finished runs were made by other jobs than ``planned``
-    ((run folder, job) pairs)."""
-    for run_dir, job in planned:
-        finished_run(run_dir, job)
+def refuse_other_jobs(jobs: list[dict], place, threads: int) -> None:
+    """Refuse, before any job starts, an ``--out`` whose finished runs were made by other jobs than ``jobs`` (each
+    with its ``overrides``; ``place(job)`` is its run folder and script, as ``run`` is given them)."""
+    for job in jobs:
+        run_dir, script = place(job)
+        finished_run(run_dir, job_of(job["overrides"], threads, script))
 
 
 def run(overrides: list[str], run_dir: Path, threads: int,
