@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import torch
 
 from transferlab.metrics.transferability import leep, logme
 from transferlab.rank import main
@@ -59,3 +60,17 @@ def test_rank_skips_a_model_without_weights_and_ranks_the_rest(tmp_path, monkeyp
     assert main(["models=[resnet18]", *small, f"output={alone}"]) == 2  # nothing left to rank: an error, no CSV
     assert capsys.readouterr().err.splitlines()[-1].startswith("transferlab: error: no model could be scored")
     assert not alone.exists()
+
+
+def test_random_weights_are_the_seeds_whatever_ran_before(tmp_path, monkeypatch):
+    """``model.weights=none`` draws its weights from ``seed``, so a score does not depend on the process's history
+    (before, the random entry scored by whatever had drawn from torch's generator first, e.g. earlier tests)."""
+    scores = []
+    for before in (1, 2):
+        torch.manual_seed(before)
+        (tmp_path / str(before)).mkdir()
+        monkeypatch.chdir(tmp_path / str(before))
+        assert main(["models=[efficientnet_lite0:none]", "data.image_size=32", "data.samples_per_class=10"]) == 0
+        (row,) = csv.DictReader((tmp_path / str(before) / "outputs" / "rank" / "rank.csv").read_text().splitlines())
+        scores.append(row["logme"])
+    assert scores[0] == scores[1]

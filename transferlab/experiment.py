@@ -36,6 +36,12 @@ from transferlab.run_folder import check_fresh, claim_run_dir, release_run_dir
 from transferlab.threads import environment, set_threads
 
 
+def seed(cfg: DictConfig) -> None:
+    """Seed every generator from ``cfg.seed`` (seed 0 is a seed; null leaves the run random)."""
+    if cfg.seed is not None:
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+
 def instantiate(cfg: DictConfig, **kwargs):
     """``hydra.utils.instantiate`` with plain containers (checkpoint-safe hparams) and unwrapped user errors.
 
@@ -158,8 +164,7 @@ def build(cfg: DictConfig):
     cache_features = bool(cfg.data.get("cache_features"))
     if cache_features and not getattr(hydra.utils.get_class(cfg.strategy._target_), "frozen_backbone", False):
         raise TransferlabError("data.cache_features=true needs strategy=linear_probe (a frozen backbone)")
-    if cfg.seed is not None:  # seed 0 is a seed
-        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    seed(cfg)
     backbone = instantiate(cfg.model)
     # A multi-task strategy declares its tasks; the data yields them unless data.tasks chooses otherwise.
     tasks = OmegaConf.to_container(cfg.strategy.tasks, resolve=True) if cfg.strategy.get("tasks") else None

@@ -32,7 +32,7 @@ from transferlab.contracts.checks import check_config
 from transferlab.contracts.errors import TransferlabError, one_line
 from transferlab.data.feature_cache import unaugmented
 from transferlab.entry import check_help, run_script
-from transferlab.experiment import instantiate, load_config
+from transferlab.experiment import instantiate, load_config, seed
 from transferlab.extract import extract
 from transferlab.metrics.transferability import leep, logme
 
@@ -93,6 +93,7 @@ def rank(models: list[str], overrides: list[str], output: str = DEFAULT_OUTPUT) 
     rows, skipped = [], []
     for entry, cfg in configs:
         try:
+            seed(cfg)  # random weights (model.weights=none) are the seed's, not the order of the entries
             backbone = instantiate(cfg.model)
         except TransferlabError as err:
             reason = one_line(err)
